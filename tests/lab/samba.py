@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,9 @@ from pathlib import Path
 from . import netns
 
 ADMIN_PASSWORD = "Passw0rd.Admin"
+# The chroot's programs get a clean environment: the host's (a venv's PATH, PYTHON*) would
+# leak into the other distribution's Python.
+CHROOT_ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8")
 
 
 @dataclass
@@ -79,13 +83,32 @@ class SambaLab:
     def _tool_argv(self, argv: Sequence[str]) -> list[str]:
         if self.chroot is None:
             return netns.exec_argv(self.ns, list(argv))
-        # State lives in base (bound onto /lab inside the chroot); paths are rewritten by callers.
-        script = (
-            f"mount --bind /dev {self.chroot}/dev && mount -t proc proc {self.chroot}/proc && "
-            f"mkdir -p {self.chroot}/lab && mount --bind {self.base} {self.chroot}/lab && "
-            f'exec chroot {self.chroot} "$@"'
+        # State lives in base (bound onto /lab inside the chroot); callers rewrite paths with
+        # _inner(). The mounts live in a private mount namespace and vanish with the command.
+        script = self._chroot_prelude() + 'exec chroot "$C" /usr/bin/env -i "$@"'
+        return netns.exec_argv(
+            self.ns, ["unshare", "-m", "sh", "-c", script, "sh", *CHROOT_ENV, *argv]
         )
-        return netns.exec_argv(self.ns, ["unshare", "-m", "sh", "-c", script, "sh", *argv])
+
+    def _chroot_prelude(self) -> str:
+        """Shell that sets up the chroot's mounts (run inside `ip netns exec` + `unshare -m`).
+
+        /etc/hosts and /etc/resolv.conf are the namespace's (ip netns exec bound them), so the
+        cached root is never edited for one lab. /run is a private tmpfs with the lab's run
+        directory on /run/samba (libwbclient's compiled-in winbindd socket path).
+        """
+        assert self.chroot is not None
+        c = shlex.quote(str(self.chroot))
+        base = shlex.quote(str(self.base))
+        run = shlex.quote(str(self.dc_dir / "run"))
+        return (
+            f"C={c} && mount --rbind /dev $C/dev && mount -t proc proc $C/proc && "
+            "mount -t sysfs sysfs $C/sys && mount -t tmpfs -o mode=755 labrun $C/run && "
+            f"mkdir -p $C/run/samba $C/lab && mount --bind {base} $C/lab && "
+            f"mkdir -p {run} && mount --bind {run} $C/run/samba && "
+            "mount --bind /etc/hosts $C/etc/hosts && "
+            "mount --bind /etc/resolv.conf $C/etc/resolv.conf && "
+        )
 
     def _inner(self, path: Path) -> str:
         """A lab path as the DC's tools see it."""
@@ -236,14 +259,12 @@ class SambaLab:
             )
             argv = netns.exec_argv(self.ns, ["sh", "-c", script])
         else:
-            c = self.chroot
-            script = (
-                f"mount --bind /dev {c}/dev && mount -t proc proc {c}/proc && "
-                f"mount -t tmpfs -o mode=755 labrun {c}/run && mkdir -p {c}/run/samba {c}/lab && "
-                f"mount --bind {self.base} {c}/lab && mount --bind {c}/lab/dc/run {c}/run/samba && "
-                f"exec chroot {c} samba -s {self._inner(self.smb_conf)} -i --no-process-group"
+            # unshare, sh and chroot all exec: the pid is samba's master, as without a chroot.
+            script = self._chroot_prelude() + 'exec chroot "$C" /usr/bin/env -i "$@"'
+            inner = ["samba", "-s", self._inner(self.smb_conf), "-i", "--no-process-group"]
+            argv = netns.exec_argv(
+                self.ns, ["unshare", "-m", "sh", "-c", script, "sh", *CHROOT_ENV, *inner]
             )
-            argv = netns.exec_argv(self.ns, ["unshare", "-m", "sh", "-c", script])
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         out.close()
         self.pid = proc.pid
@@ -283,9 +304,13 @@ class SambaLab:
     def teardown(self) -> None:
         self.stop()
         netns.delete(self.ns)
-        for name in self.local_users:
-            subprocess.run(["userdel", name], capture_output=True)
+        # Lab users are shared by name with any other live lab session: leave them to it.
+        if not [n for n in _live_lab_namespaces() if n != self.ns]:
+            for name in self.local_users:
+                subprocess.run(["userdel", name], capture_output=True)
         self.local_users.clear()
+        if self.base.exists():
+            shutil.rmtree(self.base, ignore_errors=True)
 
     # --- directory objects ------------------------------------------------------------------------
     def add_user(self, name: str, uid: int, password: str | None = None, local: bool = True) -> LabUser:
@@ -353,6 +378,20 @@ class SambaLab:
 
     def smb_log_text(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.smb_log_dir.glob("log.*")))
+
+
+def _live_lab_namespaces() -> list[str]:
+    root = Path("/run/netns")
+    return [p.name for p in root.glob("cuplab-*")] if root.exists() else []
+
+
+def reap_stale_labs() -> None:
+    """Remove labs whose pytest process died (namespace `cuplab-<pid>` with no such pid)."""
+    for name in _live_lab_namespaces():
+        pid = name.rsplit("-", 1)[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            netns.delete(name)
+            shutil.rmtree(f"/tmp/cifs-upcall-lab-{pid}", ignore_errors=True)
 
 
 def _as_user(user: str | None, argv: Sequence[str]) -> list[str]:
