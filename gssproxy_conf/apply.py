@@ -1,0 +1,143 @@
+"""Compare a plan with what is on disk, and write it: atomically, and only files we own.
+
+Ownership is the marker line (``marker``). A file without it is someone else's and is never
+touched; a marked file whose hash no longer matches was edited by hand and is left alone
+unless the caller forces it. All checks happen before the first write, so a refusal writes
+nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .errors import Code, OwnershipError, Problem, WriteError
+from .marker import Ownership, ownership
+from .plan import MANAGED_PATHS, Plan, PlannedFile
+
+
+class Action(enum.Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    REMOVE = "remove"  # ours, no longer in the plan
+    REFUSE_FOREIGN = "refuse: not written by gssproxy-conf"
+    REFUSE_EDITED = "refuse: edited by hand since it was generated"
+
+
+@dataclass(frozen=True)
+class FileState:
+    path: PurePosixPath  # install path
+    target: Path  # on disk (under the root)
+    current: str | None
+    wanted: PlannedFile | None  # None = to be removed
+    action: Action
+
+
+def target_of(root: Path, path: PurePosixPath) -> Path:
+    return root / path.relative_to("/")
+
+
+def _read(p: Path) -> str | None:
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        return "\0binary"  # certainly not ours
+    except OSError as exc:
+        raise WriteError([Problem(Code.IO, f"{p}: cannot read: {exc.strerror}")]) from None
+
+
+def _decide(current: str | None, wanted: PlannedFile | None, force_edited: bool) -> Action:
+    owner = ownership(current)
+    if owner is Ownership.FOREIGN:
+        return Action.REFUSE_FOREIGN
+    if owner is Ownership.EDITED and not force_edited:
+        return Action.REFUSE_EDITED
+    if wanted is None:
+        return Action.REMOVE
+    if current is None:
+        return Action.CREATE
+    return Action.UNCHANGED if current == wanted.content else Action.UPDATE
+
+
+def assess(plan: Plan, root: Path, force_edited: bool = False) -> list[FileState]:
+    states = []
+    for f in plan.files:
+        t = target_of(root, f.path)
+        cur = _read(t)
+        states.append(FileState(f.path, t, cur, f, _decide(cur, f, force_edited)))
+    planned = {f.path for f in plan.files}
+    for path in MANAGED_PATHS:
+        if path in planned:
+            continue
+        t = target_of(root, path)
+        cur = _read(t)
+        if ownership(cur) in (Ownership.OURS, Ownership.EDITED):
+            states.append(FileState(path, t, cur, None, _decide(cur, None, force_edited)))
+    return states
+
+
+def refusals(states: Iterable[FileState]) -> list[Problem]:
+    out = []
+    for s in states:
+        if s.action is Action.REFUSE_FOREIGN:
+            out.append(Problem(Code.NOT_OWNED, f"{s.target} exists and was not written by "
+                               "gssproxy-conf; move it away (or merge it by hand) first"))
+        elif s.action is Action.REFUSE_EDITED:
+            out.append(Problem(Code.EDITED, f"{s.target} was edited since gssproxy-conf wrote "
+                               "it; review with 'diff', then use --force-edited"))
+    return out
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(target: Path, content: str, mode: int) -> None:
+    """Temp file in the same directory, fsync, rename over, fsync the directory."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+
+
+def apply(plan: Plan, root: Path, *, dry_run: bool = False,
+          force_edited: bool = False) -> list[FileState]:
+    """Write the plan under ``root``; return what was (or, with dry_run, would be) done."""
+    states = assess(plan, root, force_edited)
+    problems = refusals(states)
+    if problems:
+        raise OwnershipError(problems)
+    if dry_run:
+        return states
+    for s in states:
+        try:
+            if s.action in (Action.CREATE, Action.UPDATE) and s.wanted is not None:
+                write_atomic(s.target, s.wanted.content, s.wanted.mode)
+            elif s.action is Action.REMOVE:
+                s.target.unlink()
+                _fsync_dir(s.target.parent)
+        except OSError as exc:
+            raise WriteError([Problem(Code.IO, f"{s.target}: {exc.strerror or exc}")]) from None
+    return states

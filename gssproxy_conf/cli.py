@@ -1,0 +1,205 @@
+"""``gssproxy-conf``: argument parsing and output only; the work is in the other modules,
+imported lazily so ``--help`` stays fast.
+
+Exit codes: 0 ok; 1 differences (diff) or findings (check); 2 invalid input;
+3 refused (a file we do not own, or one edited by hand); 4 I/O error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .apply import FileState
+    from .model import Config
+
+EXIT_OK, EXIT_DIFF, EXIT_INPUT, EXIT_REFUSED, EXIT_IO = 0, 1, 2, 3, 4
+
+DESCRIPTION = """\
+Describe a client's cifs-upcall + gssproxy setup in one YAML file and write every piece:
+gssproxy services (SMB and NFS apart, protected users on their own sockets), a krb5.conf.d
+snippet, the request-key rule, the helper's policy, autofs entries, the socket directory,
+and the Active Directory side (LDIF, samba-tool, PowerShell).
+Files carry a marker line; gssproxy-conf only ever rewrites files that carry it."""
+
+EPILOG = """\
+examples:
+  gssproxy-conf generate site.yaml                 print every file
+  gssproxy-conf generate site.yaml -o out/         write them under out/ (out/etc/...)
+  gssproxy-conf diff site.yaml                     what apply would change in /
+  gssproxy-conf apply site.yaml --dry-run          list the actions only
+  gssproxy-conf ad site.yaml --format ldif         the directory changes
+  gssproxy-conf check /etc/gssproxy                lint an existing configuration
+exit codes: 0 ok, 1 differences/findings, 2 invalid input, 3 refused, 4 I/O error"""
+
+
+def _load(path: str) -> Config:
+    from .schema import load_file
+
+    return load_file(path)
+
+
+def _report_states(states: list[FileState], dry_run: bool) -> None:
+    from .apply import Action
+
+    verb = "would " if dry_run else ""
+    for s in states:
+        if s.action is not Action.UNCHANGED:
+            print(f"{verb}{s.action.value}: {s.target}")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .plan import build
+
+    plan = build(_load(args.file))
+    if args.output is None:
+        for f in plan.files:
+            print(f"==> {f.path} <==")
+            sys.stdout.write(f.content)
+            print()
+        return EXIT_OK
+    from .apply import apply
+
+    _report_states(apply(plan, Path(args.output), dry_run=args.dry_run), args.dry_run)
+    for note in plan.notes:
+        print(f"next: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .apply import Action, assess
+    from .diff import unified
+    from .plan import build
+
+    states = assess(build(_load(args.file)), Path(args.root))
+    sys.stdout.write(unified(states))
+    return EXIT_OK if all(s.action is Action.UNCHANGED for s in states) else EXIT_DIFF
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from .apply import apply
+    from .plan import build
+
+    plan = build(_load(args.file))
+    states = apply(plan, Path(args.root), dry_run=args.dry_run,
+                   force_edited=args.force_edited)
+    _report_states(states, args.dry_run)
+    for note in plan.notes:
+        print(f"next: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_ad(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .ad import ldif, powershell, samba_tool
+
+    c = _load(args.file)
+    extra = tuple(shlex.split(args.samba_tool_options or ""))
+    renderings = {
+        "ldif": lambda: ldif.render(c),
+        "samba-tool": lambda: samba_tool.render(c, extra),
+        "powershell": lambda: powershell.render(c),
+    }
+    chosen = list(renderings) if args.format == "all" else [args.format]
+    if args.dry_run:
+        print("(--dry-run: ad only prints; it never changes the directory)", file=sys.stderr)
+    for i, name in enumerate(chosen):
+        if len(chosen) > 1:
+            print(("\n" if i else "") + f"#### {name}")
+        sys.stdout.write(renderings[name]())
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import Severity, lint_paths
+
+    directory = Path(args.directory)
+    main = Path(args.main) if args.main else (
+        directory / "gssproxy.conf" if (directory / "gssproxy.conf").exists() else None)
+    if not directory.is_dir():
+        print(f"gssproxy-conf: {directory}: not a directory", file=sys.stderr)
+        return EXIT_INPUT
+    findings = lint_paths(directory, main)
+    for f in findings:
+        print(f)
+    if not findings:
+        print(f"{directory}: no problems found")
+    errors = sum(f.severity is Severity.ERROR for f in findings)
+    if findings:
+        print(f"{errors} error(s), {len(findings) - errors} warning(s)", file=sys.stderr)
+    return EXIT_DIFF if findings else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gssproxy-conf", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="render every file (to stdout, or under -o DIR)")
+    g.add_argument("file", help="the YAML description")
+    g.add_argument("-o", "--output", metavar="DIR",
+                   help="write the files under DIR (DIR/etc/gssproxy/...) instead of printing")
+    g.add_argument("--dry-run", action="store_true", help="with -o: only list the actions")
+    g.set_defaults(func=cmd_generate)
+
+    d = sub.add_parser("diff", help="show what apply would change (exit 1 if anything)")
+    d.add_argument("file")
+    d.add_argument("--root", default="/", metavar="DIR", help="compare with DIR instead of /")
+    d.add_argument("--dry-run", action="store_true", help="accepted; diff never writes")
+    d.set_defaults(func=cmd_diff)
+
+    a = sub.add_parser("apply", help="install the files (atomic; only files gssproxy-conf owns)")
+    a.add_argument("file")
+    a.add_argument("--root", default="/", metavar="DIR", help="install under DIR instead of /")
+    a.add_argument("--dry-run", action="store_true", help="list the actions, write nothing")
+    a.add_argument("--force-edited", action="store_true",
+                   help="overwrite our files even if they were edited by hand")
+    a.set_defaults(func=cmd_apply)
+
+    ad = sub.add_parser("ad", help="print the directory changes (LDIF, samba-tool, PowerShell)")
+    ad.add_argument("file")
+    ad.add_argument("--format", choices=["ldif", "samba-tool", "powershell", "all"],
+                    default="all")
+    ad.add_argument("--samba-tool-options", metavar="OPTS",
+                    help="appended to each samba-tool command, e.g. '-H ldap://dc1 -U admin'")
+    ad.add_argument("--dry-run", action="store_true", help="accepted; ad only prints")
+    ad.set_defaults(func=cmd_ad)
+
+    c = sub.add_parser("check", help="lint an existing gssproxy configuration directory")
+    c.add_argument("directory", nargs="?", default="/etc/gssproxy")
+    c.add_argument("--main", metavar="FILE",
+                   help="the main file (default: DIRECTORY/gssproxy.conf if present)")
+    c.add_argument("--dry-run", action="store_true", help="accepted; check never writes")
+    c.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import ConfigError, GssproxyConfError, OwnershipError
+
+    try:
+        rc: int = args.func(args)
+    except ConfigError as exc:
+        for prob in exc.problems:
+            print(prob, file=sys.stderr)
+        print("gssproxy-conf: invalid input; nothing was written", file=sys.stderr)
+        return EXIT_INPUT
+    except OwnershipError as exc:
+        for prob in exc.problems:
+            print(prob, file=sys.stderr)
+        print("gssproxy-conf: refused; nothing was written", file=sys.stderr)
+        return EXIT_REFUSED
+    except GssproxyConfError as exc:
+        for prob in exc.problems:
+            print(prob, file=sys.stderr)
+        return EXIT_IO
+    return rc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Model -> the complete set of files to install (stamped with the ownership marker), plus
+the follow-up steps a person must take. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from . import (
+    render_autofs,
+    render_gssproxy,
+    render_krb5,
+    render_policy,
+    render_requestkey,
+    render_tmpfiles,
+)
+from .errors import Code, ConfigError, Problem
+from .marker import stamp
+from .model import Config
+from .rendered import Kind, Rendered
+
+# Fixed paths we may have written earlier: a marked file here that the plan no longer
+# contains is removed by ``apply`` (a stale gssproxy service would otherwise stay active).
+MANAGED_PATHS = (
+    render_gssproxy.SMB_FILE,
+    render_gssproxy.NFS_FILE,
+    render_gssproxy.PROTECTED_FILE,
+    render_krb5.KRB5_FILE,
+    render_requestkey.REQUEST_KEY_FILE,
+    render_tmpfiles.TMPFILES_FILE,
+    render_autofs.AUTO_MASTER_FILE,
+)
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path: PurePosixPath  # where it is installed, absolute
+    content: str  # with the marker line
+    kind: Kind
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Plan:
+    files: tuple[PlannedFile, ...]
+    notes: tuple[str, ...]
+
+    def get(self, path: PurePosixPath | str) -> PlannedFile | None:
+        return next((f for f in self.files if f.path == PurePosixPath(path)), None)
+
+
+def rendered(c: Config) -> list[Rendered]:
+    return [
+        *render_gssproxy.render(c),
+        *render_krb5.render(c),
+        *render_requestkey.render(c),
+        *render_policy.render(c),
+        *render_autofs.render(c),
+        *render_tmpfiles.render(c),
+    ]
+
+
+def _notes(c: Config, files: list[Rendered]) -> list[str]:
+    kinds = {f.kind for f in files}
+    notes = []
+    if Kind.TMPFILES in kinds:
+        notes.append(f"create the socket directories now: systemd-tmpfiles --create "
+                     f"{render_tmpfiles.TMPFILES_FILE}")
+    notes.append("reload gssproxy: systemctl reload gssproxy (a reload that cannot bind a new "
+                 "socket stops the daemon; check its log)")
+    if Kind.KRB5 in kinds:
+        notes.append("make sure /etc/krb5.conf has 'includedir /etc/krb5.conf.d/'")
+    if Kind.AUTOFS_MASTER in kinds:
+        notes.append("make sure /etc/auto.master has '+dir:/etc/auto.master.d', then "
+                     "reload autofs")
+    notes.append(f"the first entry of {c.client.keytab} must be {c.client_principal}: "
+                 "gssproxy 0.9 impersonates with the first key it finds")
+    notes.append("apply the directory side: gssproxy-conf ad FILE")
+    return notes
+
+
+def build(c: Config) -> Plan:
+    files = rendered(c)
+    seen: dict[PurePosixPath, Kind] = {}
+    problems = []
+    for f in files:
+        if f.path in seen:
+            problems.append(Problem(Code.CONFLICT, f"{f.path} would hold both the "
+                                    f"{seen[f.path].value} and the {f.kind.value}"))
+        seen[f.path] = f.kind
+    if problems:
+        raise ConfigError(problems)
+    planned = tuple(PlannedFile(f.path, stamp(f.body), f.kind, f.mode) for f in files)
+    return Plan(planned, tuple(_notes(c, files)))

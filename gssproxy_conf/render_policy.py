@@ -1,0 +1,69 @@
+"""The helper's policy file (YAML). Its schema belongs to the helper (issue 3); everything
+that knows that schema on the generator side is in this module, so it can follow changes.
+
+Shape rendered::
+
+    version: 1
+    defaults: {mode, min_uid, deadline}
+    deny_users: [root, <protected users>]     # never impersonated
+    principal_map: {local account: principal}
+    rules: [{match: {servers, realm, users, uids}, mode, socket}]   # first match wins
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .model import Config, Mode
+from .rendered import Kind, Rendered
+
+POLICY_VERSION = 1
+
+
+def policy_data(c: Config) -> dict[str, Any]:
+    servers = list(c.smb.servers)
+    rules: list[dict[str, Any]] = []
+    for u in c.protected_users:
+        # their own keytab, through their own gssproxy service; never the impersonating one
+        rules.append({
+            "match": {"servers": servers, "realm": c.realm, "users": [u.name],
+                      "uids": [str(u.uid)]},
+            "mode": c.smb.policy.value,
+            "socket": str(c.protected_socket(u)),
+        })
+    general: dict[str, Any] = {"match": {"servers": servers, "realm": c.realm}}
+    if c.smb.impersonate:
+        general.update(mode=c.smb.policy.value, socket=str(c.smb.socket))
+    else:
+        general["mode"] = Mode.LOCAL_ONLY.value
+    if c.local_users:
+        # listed explicitly so that accounts below min_uid (system-range uids) still match
+        mapped = dict(general)
+        mapped["match"] = {**general["match"], "users": [u.name for u in c.local_users],
+                           "uids": [str(u.uid) for u in c.local_users]}
+        rules.append(mapped)
+    rules.append(general)
+    return {
+        "version": POLICY_VERSION,
+        "defaults": {"mode": c.smb.policy.value, "min_uid": c.smb.min_uid,
+                     "deadline": c.smb.deadline},
+        "deny_users": ["root", *(u.name for u in c.protected_users)],
+        "principal_map": {u.name: u.principal for u in c.local_users},
+        "rules": rules,
+    }
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Repeated lists (the server list in every rule) are written out, not as &anchors."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def render(c: Config) -> list[Rendered]:
+    body = yaml.dump(policy_data(c), Dumper=_NoAliasDumper, sort_keys=False,
+                     default_flow_style=False, width=100)
+    header = "# Policy for cifs-upcall (see its documentation). First matching rule wins.\n"
+    return [Rendered(c.helper.policy, header + body, Kind.POLICY)]
