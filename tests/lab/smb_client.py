@@ -18,9 +18,10 @@ verified"); cifs.ko skips that check and fails at the TREE_CONNECT. With `encryp
 smbprotocol skips the check too, and the server, unable to decrypt our TREE_CONNECT, drops the
 connection (stage "tree_connect", "socket was closed").
 
-The DC lives in the `cuplab` network namespace, which the host cannot reach, so `smb_session()`
-runs this module as a child (`ip netns exec … python -m tests.lab.smb_client`) with a JSON
-request on stdin and a JSON result on stdout. `run_client()` is the part that runs in there.
+The DC lives in the lab's network namespace (`lab.ns`), which the host cannot reach, so
+`smb_session()` runs this module as a child (`ip netns exec … python -m tests.lab.smb_client`)
+with a JSON request on stdin and a JSON result on stdout. `run_client()` is the part that
+runs in there.
 """
 
 from __future__ import annotations
