@@ -51,10 +51,13 @@ def tmp_world(tmp_path: Path) -> Path:
 
 
 # ---- RBCD lab: Samba 4.22 from a cached Debian trixie chroot (realm RBCD.TEST) ---------------
-# Separate from `samba_lab` above: its own netns (cuplab2), address, realm, state dir and uids.
-# Every test that uses it is marked `rbcd` (deselect with `-m 'not rbcd'`).
+# Separate from `samba_lab` above: its own netns (cuplab2-<pid>), address, realm, state dir and
+# uids, one per pytest process like `samba_lab`. Every test that uses it is marked `rbcd`
+# (deselect with `-m 'not rbcd'`).
 
-RBCD_LAB_BASE = Path(os.environ.get("CIFS_UPCALL_LAB_RBCD", "/tmp/cifs-upcall-lab-rbcd"))
+RBCD_LAB_NS = f"cuplab2-{LAB_ID}"
+RBCD_LAB_BASE = Path(os.environ.get("CIFS_UPCALL_LAB_RBCD", f"/tmp/cifs-upcall-lab-rbcd-{LAB_ID}"))
+RBCD_LAB_USERS = {"alice2": 24001, "bob2": 24002}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -63,21 +66,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.rbcd)
 
 
+def _live_rbcd_labs() -> list[int]:
+    """pids of pytest processes whose RBCD lab namespace exists and who are still alive."""
+    run = Path("/run/netns")
+    pids = [p.name.rsplit("-", 1)[1] for p in run.glob("cuplab2-*")] if run.exists() else []
+    return [int(p) for p in pids if p.isdigit() and Path(f"/proc/{p}").exists()]
+
+
+def _reap_stale_rbcd_labs() -> None:
+    import shutil
+
+    from tests.lab import netns
+
+    for p in Path("/run/netns").glob("cuplab2-*"):
+        pid = p.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            netns.delete(p.name)
+            shutil.rmtree(f"/tmp/cifs-upcall-lab-rbcd-{pid}", ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def samba_rbcd_lab() -> Iterator[SambaLab]:
-    """Samba 4.22 AD DC (Heimdal KDC that honours RBCD) for RBCD.TEST in netns `cuplab2`
-    (dc2.rbcd.test = 127.0.0.20), run from the trixie chroot `lab.chroot`.
+    """Samba 4.22 AD DC (Heimdal KDC that honours RBCD) for RBCD.TEST in netns `lab.ns`
+    (`cuplab2-<pid>`; dc2.rbcd.test = 127.0.0.20), run from the trixie chroot `lab.chroot`.
 
     Host tools (kinit, kvno, smbclient, gssproxy, python-gssapi) reach it through `lab.run(...)`
-    inside `cuplab2`; `lab.samba_tool(...)` runs the chroot's 4.22 samba-tool, and directory
+    inside the namespace; `lab.samba_tool(...)` runs the chroot's 4.22 samba-tool, and directory
     changes (e.g. `delegation add-principal 'DC2$' 'CLIENT2$'`) take effect at once.
 
-    Pre-made: users alice2 (24001), bob2 (24002); computer CLIENT2$ with keytab
-    `lab.base/client2.keytab`, TRUSTED_TO_AUTH_FOR_DELEGATION on and NO msDS-AllowedToDelegateTo,
-    and no RBCD grant on DC2$ (tests that grant it must remove it again).
-    Timings: `lab.chroot_seconds`, `lab.provision_seconds`, `lab.start_seconds`.
+    Pre-made: users alice2 (24001), bob2 (24002) in AD and as local users; computer CLIENT2$
+    with keytab `lab.base/client2.keytab`, TRUSTED_TO_AUTH_FOR_DELEGATION on, NO
+    msDS-AllowedToDelegateTo, and no RBCD grant on DC2$ (tests that grant it remove it again).
+    Timings (s): `lab.chroot_seconds`, `lab.provision_seconds`, `lab.start_seconds`.
     Skips only if the chroot cannot be built here (no root, no debootstrap, no mirror, no disk).
     """
+    import subprocess
     import time
 
     from tests.lab.chroot import ensure_trixie_chroot, why_cannot_build
@@ -88,13 +111,22 @@ def samba_rbcd_lab() -> Iterator[SambaLab]:
     t = time.monotonic()
     root = ensure_trixie_chroot()
     chroot_seconds = time.monotonic() - t
-    with running_lab(
-        RBCD_LAB_BASE, ns="cuplab2", ip="127.0.0.20", realm="RBCD.TEST", domain="RBCD",
-        hostname="dc2", chroot=root,
-    ) as lab:  # fmt: skip
-        lab.chroot_seconds = chroot_seconds  # type: ignore[attr-defined]
-        for i, name in enumerate(("alice2", "bob2")):
-            lab.add_user(name, 24001 + i)
-        lab.add_computer("client2")
-        lab.samba_tool("delegation", "for-any-protocol", "CLIENT2$", "on")
-        yield lab
+    _reap_stale_rbcd_labs()
+    try:
+        with running_lab(
+            RBCD_LAB_BASE, ns=RBCD_LAB_NS, ip="127.0.0.20", realm="RBCD.TEST", domain="RBCD",
+            hostname="dc2", chroot=root,
+        ) as lab:  # fmt: skip
+            lab.chroot_seconds = chroot_seconds  # type: ignore[attr-defined]
+            for name, uid in RBCD_LAB_USERS.items():
+                lab.add_user(name, uid)
+            # These names and uids belong to the RBCD lab; they are removed below when no other
+            # RBCD lab is live (teardown's rule looks at the 4.17 labs only).
+            lab.local_users.clear()
+            lab.add_computer("client2")
+            lab.samba_tool("delegation", "for-any-protocol", "CLIENT2$", "on")
+            yield lab
+    finally:
+        if not [p for p in _live_rbcd_labs() if p != LAB_ID]:
+            for name in RBCD_LAB_USERS:
+                subprocess.run(["userdel", name], capture_output=True)
