@@ -1,0 +1,161 @@
+"""Input validation: every bad input names file:line and nothing is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gssproxy_conf import cli, schema
+from gssproxy_conf.errors import Code, ConfigError
+from gssproxy_conf.model import Delegation, KdcFlavor, Mode
+
+GOOD = """\
+realm: EXAMPLE.COM
+client: {principal: "FS-CLIENT1$", keytab: /etc/krb5.keytab}
+smb:
+  servers: [fs1.example.com]
+"""
+
+
+def problems(text: str) -> list[tuple[int, Code, str]]:
+    with pytest.raises(ConfigError) as ei:
+        schema.load(text, "in.yaml")
+    out = []
+    for p in ei.value.problems:
+        assert p.location is not None and p.location.path == "in.yaml"
+        out.append((p.location.line, p.code, p.message))
+    return out
+
+
+def test_example_from_issue_loads(example) -> None:
+    assert example.realm == "EXAMPLE.COM"
+    assert example.client.account == "FS-CLIENT1$"
+    assert example.client_principal == "FS-CLIENT1$@EXAMPLE.COM"
+    assert example.delegation is Delegation.PROTOCOL_TRANSITION
+    assert example.smb.servers == ("fs1.example.com", "fs2.example.com")
+    assert example.smb.policy is Mode.LOCAL_FIRST
+    assert example.nfs is not None and example.nfs.impersonate is False
+    assert example.protected_users[0].uid == 31337
+    assert example.local_users[0].principal == "aduser@EXAMPLE.COM"
+    assert example.automount is not None
+    assert example.automount.shares == (("projects", "//fs1.example.com/projects"),)
+
+
+def test_full_variant_loads(rbcd_example) -> None:
+    c = rbcd_example
+    assert c.delegation is Delegation.RBCD and c.ad.kdc is KdcFlavor.SAMBA
+    assert c.server_account("files.dept.example.com") == "FILESRV7$"
+    assert c.server_account("fs1.example.com") == "FS1$"
+    assert str(c.protected_socket(c.protected_users[0])) == \
+        "/run/gssproxy/cifs/protected-svc-backup.sock"
+    assert c.protected_principal(c.protected_users[0]) == "backup@EXAMPLE.COM"
+    assert c.account_uac("FS-CLIENT1$") == 69632
+
+
+def test_yaml_syntax_error_has_line() -> None:
+    [(line, code, _)] = problems(GOOD + "nfs: {impersonate: true\n")
+    assert code is Code.YAML_SYNTAX and line == 6
+
+
+def test_unknown_key_with_suggestion() -> None:
+    [(line, code, msg)] = problems(GOOD + "  impersonat: true\n")
+    assert (line, code) == (5, Code.UNKNOWN_KEY)
+    assert "did you mean 'impersonate'" in msg
+
+
+def test_relative_keytab() -> None:
+    [(line, code, msg)] = problems(GOOD.replace("/etc/krb5.keytab", "etc/krb5.keytab"))
+    assert (line, code) == (2, Code.BAD_VALUE)
+    assert "relative" in msg and "client.keytab" in msg
+
+
+@pytest.mark.parametrize("uid", ['"101"', "abc", "1.5", "true", "-1"])
+def test_uid_not_a_number(uid: str) -> None:
+    text = GOOD + f"local_users:\n  - {{name: labuser, uid: {uid}, principal: a@EXAMPLE.COM}}\n"
+    [(line, code, msg)] = problems(text)
+    assert line == 6 and "local_users[0].uid" in msg
+    assert code in (Code.BAD_TYPE, Code.BAD_VALUE)
+
+
+@pytest.mark.parametrize("host", ["fs1", "10.1.2.3", "FS1.example.com", "fs_1.example.com",
+                                  "-fs.example.com", "fs1.example.com/share", '""'])
+def test_server_not_a_host(host: str) -> None:
+    text = GOOD.replace("[fs1.example.com]", f"[fs0.example.com, {host}]")
+    [(line, code, msg)] = problems(text)
+    assert (line, code) == (4, Code.BAD_VALUE)
+    assert "smb.servers" in msg
+
+
+def test_all_problems_reported_in_line_order() -> None:
+    text = ("realm: example.com\n"
+            "client: {principal: x, keytab: kt}\n"
+            "smb: {servers: [fs1], sockett: /x}\n"
+            "delegation: kcd\n")
+    got = problems(text)
+    assert [line for line, _, _ in got] == sorted(line for line, _, _ in got)
+    assert {line for line, _, _ in got} == {1, 2, 3, 4}
+    assert len(got) == 5
+
+
+def test_duplicate_key_is_an_error() -> None:
+    [(line, code, msg)] = problems(GOOD + "realm: OTHER.COM\n")
+    assert (line, code) == (5, Code.YAML_SYNTAX) and "duplicate" in msg
+
+
+def test_missing_required() -> None:
+    got = problems("realm: EXAMPLE.COM\n")
+    assert {c for _, c, _ in got} == {Code.MISSING_KEY}
+    assert any("client" in m for _, _, m in got) and any("smb" in m for _, _, m in got)
+
+
+def test_rbcd_needs_client_sid() -> None:
+    [(line, code, msg)] = problems(GOOD + "delegation: rbcd\n")
+    assert (line, code) == (5, Code.MISSING_KEY) and "client.sid" in msg
+
+
+def test_share_host_must_be_a_configured_server() -> None:
+    text = GOOD + "automount: {map: /etc/auto.smb, mountpoint: /smb,\n" \
+                  "  shares: {x: //fs9.example.com/x}}\n"
+    [(line, code, msg)] = problems(text)
+    assert (line, code) == (6, Code.CONFLICT) and "fs9.example.com" in msg
+
+
+def test_socket_rules() -> None:
+    long = "/run/" + "x" * 110 + ".sock"
+    [(line, _, msg)] = problems(GOOD + f"  socket: {long}\n")
+    assert line == 5 and "truncates" in msg
+    [(line, _, msg)] = problems(GOOD + "  socket: /run/cifs.sock\n")
+    assert line == 5 and "dedicated directory" in msg
+    text = GOOD + "nfs: {socket: /run/gssproxy/cifs/nfs.sock}\n"
+    [(line, code, msg)] = problems(text)
+    assert code is Code.CONFLICT and "another directory" in msg
+
+
+def test_same_user_twice_and_root() -> None:
+    text = GOOD + ("protected_users:\n  - {name: a, uid: 5000, keytab: /k}\n"
+                   "local_users:\n  - {name: a, uid: 5001, principal: a@EXAMPLE.COM}\n"
+                   "  - {name: root, uid: 0, principal: r@EXAMPLE.COM}\n")
+    got = problems(text)
+    assert [(line, code) for line, code, _ in got] == [(8, Code.CONFLICT), (9, Code.BAD_VALUE)]
+
+
+def test_proxy_policy_needs_impersonation() -> None:
+    [(line, code, _)] = problems(GOOD + "  impersonate: false\n  policy: proxy-only\n")
+    assert (line, code) == (6, Code.CONFLICT)
+
+
+def test_empty_and_non_mapping() -> None:
+    assert problems("")[0][1] is Code.MISSING_KEY
+    assert problems("- a\n- b\n")[0][1] is Code.BAD_TYPE
+
+
+def test_cli_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "site.yaml"
+    src.write_text(GOOD.replace("/etc/krb5.keytab", "krb5.keytab"))
+    out = tmp_path / "out"
+    assert cli.main(["generate", str(src), "-o", str(out)]) == cli.EXIT_INPUT
+    assert cli.main(["apply", str(src), "--root", str(out)]) == cli.EXIT_INPUT
+    err = capsys.readouterr().err
+    assert f"{src}:2:" in err and "relative" in err and "nothing was written" in err
+    assert not out.exists()
