@@ -20,7 +20,8 @@ GOOD_SVC = """\
 """
 
 
-def rules(snippets: dict[str, str], main: tuple[str, str] | None = MAIN) -> list[tuple[Rule, str, int]]:
+def rules(snippets: dict[str, str],
+          main: tuple[str, str] | None = MAIN) -> list[tuple[Rule, str, int]]:
     return [(f.rule, f.file, f.line) for f in lint(main, list(snippets.items()))]
 
 
