@@ -9,9 +9,9 @@ Safety and concurrency:
   entry that exists is complete; a crashed build leaves only a `.build-*` directory, removed by
   the next build.
 * An fcntl lock serialises builds between test sessions (and processes of one session).
-* debootstrap runs in a private mount namespace (`unshare -m`), so the /proc and /sys it mounts
-  in the target never outlive it; removal uses `rm --one-file-system` and refuses to run over a
-  mount point.
+* debootstrap runs in private mount and pid namespaces (`unshare`), so the /proc and /sys it
+  mounts in the target never outlive it, and if the test process dies every process of the
+  build dies with it; removal uses `rm --one-file-system` and refuses to run over a mount point.
 * The host's resolv.conf and hostname are replaced: nothing in the root points at a resolver.
   The lab binds its namespace's /etc/hosts and resolv.conf over them at run time.
 """
@@ -19,6 +19,7 @@ Safety and concurrency:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -135,8 +136,12 @@ def ensure_trixie_chroot(
 
 
 def _debootstrap(target: Path, mirror: str, timeout: float) -> None:
+    # Own mount and pid namespaces: when unshare dies (it dies with us: PDEATHSIG), its child
+    # is killed (--kill-child), and with it every process debootstrap started (dpkg, wget,
+    # maintainer scripts). So a killed test session leaves no writer in the .build directory.
     argv = [
-        "unshare", "-m", "--propagation", "private",
+        "unshare", "-m", "--propagation", "private", "--pid", "--fork", "--kill-child",
+        "--mount-proc",
         "debootstrap", f"--variant={VARIANT}", f"--include={','.join(PACKAGES)}",
         SUITE, str(target), mirror,
     ]  # fmt: skip
@@ -148,7 +153,12 @@ def _debootstrap(target: Path, mirror: str, timeout: float) -> None:
     log = target.parent / f"{target.name}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent,
         )
         try:
             rc = proc.wait(timeout=timeout)
@@ -163,6 +173,12 @@ def _debootstrap(target: Path, mirror: str, timeout: float) -> None:
         tail += _tail(target / "debootstrap" / "debootstrap.log")
         raise RuntimeError(f"debootstrap {SUITE} failed ({rc}); log {log}:\n{tail}")
     log.unlink()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the parent (this test process) dies."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _tail(path: Path, n: int = 3000) -> str:
