@@ -112,6 +112,9 @@ class Ad:
     extra_rbcd_sids: tuple[str, ...] = ()  # other clients that must stay in the RBCD descriptor
     # sAMAccountName -> current userAccountControl (LDIF replaces the whole value)
     account_uac: tuple[tuple[str, int], ...] = ()
+    # sAMAccountName -> DN, for objects outside the default containers (e.g. a DC's account
+    # in OU=Domain Controllers)
+    dns: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,10 @@ class Config:
     def server_account(self, host: str) -> str:
         mapped = dict(self.ad.server_accounts).get(host)
         return mapped or host.split(".", 1)[0].upper() + "$"
+
+    def dn_of(self, account: str, container: str) -> str:
+        mapped = dict(self.ad.dns).get(account)
+        return mapped or f"CN={account.removesuffix('$')},{container},{self.base_dn}"
 
     def account_uac(self, account: str) -> int:
         default = UAC_WORKSTATION_TRUST_ACCOUNT if account.endswith("$") else UAC_NORMAL_ACCOUNT

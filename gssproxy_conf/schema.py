@@ -289,7 +289,7 @@ def _account(value: str) -> str | None:
 
 def _ad(node: YNode, problems: list[Problem]) -> m.Ad:
     s = _Section(node, "ad", {"base_dn", "computers", "users", "kdc", "server_accounts",
-                              "extra_rbcd_sids", "account_uac"}, problems)
+                              "extra_rbcd_sids", "account_uac", "dns"}, problems)
     return m.Ad(
         base_dn=s.get("base_dn", _checked(v.dn), None),
         computers=s.get("computers", _checked(v.dn), "CN=Computers"),
@@ -298,6 +298,7 @@ def _ad(node: YNode, problems: list[Problem]) -> m.Ad:
         server_accounts=s.get("server_accounts", _pairs(v.hostname, _checked(_account)), ()),
         extra_rbcd_sids=s.get("extra_rbcd_sids", _list(_checked(v.sid)), ()),
         account_uac=s.get("account_uac", _pairs(v.login, _int_in(0, 2**32 - 1)), ()),
+        dns=s.get("dns", _pairs(v.login, _checked(v.dn)), ()),
     )
 
 

@@ -13,7 +13,7 @@ import yaml
 from .model import Config
 
 # tuple-of-pairs fields that are mappings in YAML
-_PAIR_FIELDS = {"shares", "server_accounts", "account_uac"}
+_PAIR_FIELDS = {"shares", "server_accounts", "account_uac", "dns"}
 
 
 def _value(name: str, v: Any) -> Any:

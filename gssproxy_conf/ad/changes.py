@@ -57,10 +57,6 @@ class SetRbcd:
 Change = SetUacFlag | SetAllowedToDelegateTo | SetRbcd
 
 
-def _cn(account: str) -> str:
-    return account.removesuffix("$")
-
-
 def target_hosts(c: Config) -> list[tuple[str, str]]:
     """(service class, host) pairs the client must be able to delegate to."""
     out = [("cifs", h) for h in c.smb.servers] if c.smb.impersonate else []
@@ -70,9 +66,8 @@ def target_hosts(c: Config) -> list[tuple[str, str]]:
 
 
 def plan(c: Config) -> list[Change]:
-    base = c.base_dn
     client = c.client.account
-    client_dn = f"CN={_cn(client)},{c.ad.computers},{base}"
+    client_dn = c.dn_of(client, c.ad.computers)
     out: list[Change] = []
     targets = target_hosts(c)
     if targets:
@@ -89,10 +84,9 @@ def plan(c: Config) -> list[Change]:
             desc = sd.rbcd([c.client.sid, *c.ad.extra_rbcd_sids])
             for host in dict.fromkeys(h for _, h in targets):
                 acct = c.server_account(host)
-                out.append(SetRbcd(acct, f"CN={_cn(acct)},{c.ad.computers},{base}", host,
-                                   client, desc))
+                out.append(SetRbcd(acct, c.dn_of(acct, c.ad.computers), host, client, desc))
     for u in c.protected_users:
         name = c.protected_principal(u).split("@", 1)[0]
-        out.append(SetUacFlag(name, f"CN={name},{c.ad.users},{base}", UF_NOT_DELEGATED,
+        out.append(SetUacFlag(name, c.dn_of(name, c.ad.users), UF_NOT_DELEGATED,
                               c.account_uac(name), Why.PROTECTED))
     return out

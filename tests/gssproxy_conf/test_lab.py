@@ -37,7 +37,8 @@ def _uac(lab, account: str) -> int:  # type: ignore[no-untyped-def]
     return int(re.search(r"userAccountControl: (\d+)", out).group(1))  # type: ignore[union-attr]
 
 
-def _config(lab, client: Acct, protected: str | None, extra: str = "") -> Config:  # type: ignore[no-untyped-def]
+def _config(  # type: ignore[no-untyped-def]
+        lab, client: Acct, protected: str | None, extra: str = "") -> Config:
     text = (f"realm: {lab.realm}\n"
             f"client: {{principal: '{client.name}', keytab: {client.keytab}}}\n"
             f"smb: {{servers: [{lab.fqdn}]}}\n"
@@ -75,8 +76,8 @@ def protected_user(samba_lab) -> Iterator[str]:  # type: ignore[no-untyped-def]
     yield "gpcprot"
 
 
-def test_protocol_transition_ldif_makes_s4u2proxy_succeed(
-        samba_lab, pt_client: Acct, protected_user: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_protocol_transition_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-untyped-def]
+        samba_lab, pt_client: Acct, protected_user: str, tmp_path: Path) -> None:
     lab = samba_lab
     ok, out, log = _s4u(lab, pt_client, "alice", tmp_path)
     assert not ok, out  # no delegation yet: the KDC refuses
@@ -108,7 +109,8 @@ def test_protocol_transition_ldif_makes_s4u2proxy_succeed(
     assert ok, out
 
 
-def test_generated_gssproxy_serves_each_service(samba_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_generated_gssproxy_serves_each_service(  # type: ignore[no-untyped-def]
+        samba_lab, tmp_path: Path) -> None:
     lab = samba_lab
     client = Acct("GPCGP$", lab.add_computer("gpcgp"))
     prot = "gpcprot2"
