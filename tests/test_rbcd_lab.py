@@ -90,6 +90,13 @@ def test_dc_is_samba_4_22_from_the_chroot(samba_rbcd_lab: SambaLab) -> None:
     exe = Path(f"/proc/{lab.pid}/exe").resolve()
     root = Path(f"/proc/{lab.pid}/root").resolve()
     assert root == lab.chroot.resolve(), (root, exe)
+    # The shared cached root is read-only for the DC (mountinfo paths are relative to its root).
+    root_opts = [
+        f[5]
+        for f in map(str.split, Path(f"/proc/{lab.pid}/mountinfo").read_text().splitlines())
+        if f[4] == "/"
+    ]
+    assert root_opts and root_opts[-1].split(",")[0] == "ro", root_opts
     assert lab.port_open(88) and lab.port_open(445)
 
 

@@ -25,6 +25,8 @@ ADMIN_PASSWORD = "Passw0rd.Admin"
 # The chroot's programs get a clean environment: the host's (a venv's PATH, PYTHON*) would
 # leak into the other distribution's Python.
 CHROOT_ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8")
+# Directories of the (read-only) chroot that samba writes to regardless of its config.
+CHROOT_SCRATCH = ("/var/log/samba", "/var/cache/samba")
 
 
 @dataclass
@@ -93,18 +95,24 @@ class SambaLab:
     def _chroot_prelude(self) -> str:
         """Shell that sets up the chroot's mounts (run inside `ip netns exec` + `unshare -m`).
 
-        /etc/hosts and /etc/resolv.conf are the namespace's (ip netns exec bound them), so the
-        cached root is never edited for one lab. /run is a private tmpfs with the lab's run
-        directory on /run/samba (libwbclient's compiled-in winbindd socket path).
+        The cached root is shared by every lab and session, so it is mounted read-only; the
+        lab's state is bound onto /lab, and the places samba writes outside its configured
+        paths (/tmp, /var/log/samba, /var/cache/samba) get private tmpfs.
+        /etc/hosts and /etc/resolv.conf are the namespace's (ip netns exec bound them). /run is
+        a tmpfs with the lab's run directory on /run/samba (libwbclient's compiled-in winbindd
+        socket path).
         """
         assert self.chroot is not None
         c = shlex.quote(str(self.chroot))
         base = shlex.quote(str(self.base))
         run = shlex.quote(str(self.dc_dir / "run"))
+        scratch = " ".join(f"$C{d}" for d in ("/tmp", *CHROOT_SCRATCH))
         return (
-            f"C={c} && mount --rbind /dev $C/dev && mount -t proc proc $C/proc && "
+            f"C={c} && mount --bind $C $C && mount -o remount,bind,ro $C && "
+            "mount --rbind /dev $C/dev && mount -t proc proc $C/proc && "
             "mount -t sysfs sysfs $C/sys && mount -t tmpfs -o mode=755 labrun $C/run && "
-            f"mkdir -p $C/run/samba $C/lab && mount --bind {base} $C/lab && "
+            f"for d in {scratch}; do mount -t tmpfs -o mode=1777 labtmp $d || exit 1; done && "
+            f"mkdir -p $C/run/samba && mount --bind {base} $C/lab && "
             f"mkdir -p {run} && mount --bind {run} $C/run/samba && "
             "mount --bind /etc/hosts $C/etc/hosts && "
             "mount --bind /etc/resolv.conf $C/etc/resolv.conf && "
