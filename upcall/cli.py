@@ -1,0 +1,268 @@
+"""cifs-upcall: the entry point /sbin/request-key runs for cifs.spnego keys.
+
+    /etc/request-key.d/cifs.spnego.conf:
+        create  cifs.spnego  *  *  /opt/cifs-upcall/bin/cifs-upcall %k
+
+Flags follow cifs.upcall's. `--dry-run DESCRIPTION` runs the whole pipeline but the keyring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import syslog
+from typing import TYPE_CHECKING, NoReturn
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .pipeline import Options
+
+EPILOG = """\
+The kernel gives the helper only HOME and PATH; set options in request-key.d, e.g.
+  create cifs.spnego * * /opt/cifs-upcall/bin/cifs-upcall -k /etc/krb5.conf %k
+Every upcall logs one line to syslog (daemon facility, ident cifs-upcall) with outcome=,
+source=, principal=, spn= and, on failure, reason= and hint=. -d adds each step tried.
+
+Administrators and tests:
+  cifs-upcall --dry-run 'ver=0x2;host=fs1.example.com;ip4=10.0.0.5;sec=krb5;uid=0x3e8;\\
+      creduid=0x3e8;pid=0x1a2b;upcall_target=app' --payload-out /tmp/p.bin --json
+runs everything except the keyring (namespaces, credentials and GSSAPI included), writes the
+exact payload it would have instantiated (mode 0600: it holds a session key) and prints the
+decision trail.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cifs-upcall",
+        description="Answer a cifs.spnego key request with a Kerberos SPNEGO blob and session key.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("serial", nargs="?", help="key serial (request-key's %%k)")
+    p.add_argument("-c", action="store_true", help=argparse.SUPPRESS)  # legacy, ignored
+    p.add_argument("-d", "--debug", action="store_true", help="log every step (LOG_DEBUG)")
+    p.add_argument(
+        "-E",
+        "--no-env-probe",
+        action="store_true",
+        help="do not read KRB5CCNAME from the calling process's environment",
+    )
+    p.add_argument(
+        "-k",
+        "--krb5conf",
+        metavar="PATH",
+        help="krb5.conf to use (read inside the caller's mount namespace)",
+    )
+    p.add_argument(
+        "-K",
+        "--keytab",
+        metavar="PATH",
+        help="keytab for user= mounts (default: KRB5_KTNAME or /etc/krb5.keytab)",
+    )
+    p.add_argument(
+        "-l",
+        "--legacy-uid",
+        action="store_true",
+        help="use the uid= field instead of creduid= to choose whose credentials",
+    )
+    p.add_argument(
+        "-t",
+        "--trust-dns",
+        action="store_true",
+        help="allow a reverse DNS (PTR) name as the server principal's host",
+    )
+    p.add_argument(
+        "-e",
+        "--expire",
+        metavar="SECS",
+        type=int,
+        help="accepted for compatibility (dns_resolver keys are key.dns_resolver's job)",
+    )
+    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    p.add_argument(
+        "--negate-timeout",
+        metavar="SECS",
+        type=int,
+        default=5,
+        help="how long a failed key stays negative (default 5; the kernel's own is 60)",
+    )
+    p.add_argument(
+        "--deadline",
+        metavar="SECS",
+        type=float,
+        default=10.0,
+        help="upper bound on the credential search (default 10)",
+    )
+    p.add_argument(
+        "--dry-run",
+        metavar="DESCRIPTION",
+        help="run the pipeline for this key description without a key",
+    )
+    p.add_argument("--payload-out", metavar="FILE", help="with --dry-run: write the payload here")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print one JSON object")
+    return p
+
+
+def _options(a: argparse.Namespace) -> Options:
+    from .pipeline import Options
+
+    return Options(
+        krb5_config=a.krb5conf,
+        keytab=a.keytab,
+        legacy_uid=a.legacy_uid,
+        trust_dns=a.trust_dns,
+        env_probe=not a.no_env_probe,
+        deadline=a.deadline,
+    )
+
+
+def _write_private(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def dry_run(a: argparse.Namespace) -> int:
+    from . import log
+    from .errors import UpcallError
+    from .origin import check_origin, parse_describe
+    from .pipeline import Outcome, run_upcall
+    from .request import parse_description
+
+    text: str = a.dry_run
+    try:
+        if text.startswith("cifs.spnego;") or (
+            text.count(";") >= 4 and not text.startswith("ver=")
+        ):
+            info = parse_describe(text)
+            check_origin(info)
+            text = info.description
+        req = parse_description(text)
+    except UpcallError as e:
+        doc: dict[str, object] = {
+            "outcome": "failed",
+            "reason": e.reason.value,
+            "message": e.message,
+            "hint": e.hint,
+            "source": None,
+            "principal": None,
+            "spn": None,
+            "trail": [],
+        }
+        print(json.dumps(doc) if a.json else f"refused: {e.reason.value}: {e.message} ({e.hint})")
+        return 1
+    out: Outcome = run_upcall(req, _options(a))
+    log.outcome(out, None)
+    if out.payload is not None and a.payload_out:
+        _write_private(a.payload_out, out.payload)
+    if a.json:
+        doc = {
+            "outcome": "ok" if out.ok else "failed",
+            "reason": out.reason.value if out.reason else None,
+            "message": out.message,
+            "hint": out.hint,
+            "source": out.source or None,
+            "principal": out.principal or None,
+            "spn": out.spn or None,
+            "impersonated": bool(out.token and out.token.impersonated),
+            "uid": out.uid,
+            "enctype": out.token.enctype if out.token else None,
+            "session_key_len": len(out.token.session_key) if out.token else None,
+            "payload_len": len(out.payload) if out.payload else None,
+            "seconds": round(out.seconds, 4),
+            "trail": out.trail,
+        }
+        print(json.dumps(doc))
+    else:
+        for step in out.trail:
+            print(f"  {step['source']:<10} {step['outcome']:<7} {step['detail']}")
+        print(log.summary(out, None))
+    return 0 if out.ok else 1
+
+
+def handle_key(serial: int, a: argparse.Namespace) -> int:
+    from . import keyring, log
+    from .errors import UpcallError
+    from .origin import check_origin
+    from .pipeline import Outcome, run_upcall
+    from .request import parse_description
+
+    try:
+        keyring.assume_authority(serial)
+        info = keyring.describe(serial)
+        check_origin(info)
+        req = parse_description(info.description)
+    except UpcallError as e:
+        log.emit(
+            syslog.LOG_ERR,
+            log.kv(
+                outcome="refused", key=serial, reason=e.reason.value, error=e.message, hint=e.hint
+            ),
+        )
+        _negate(serial, a.negate_timeout)
+        return 1
+    out: Outcome = run_upcall(req, _options(a))
+    if out.ok and out.payload is not None:
+        try:
+            keyring.instantiate(serial, out.payload)
+        except UpcallError as e:
+            from .errors import Reason
+
+            out.ok, out.reason, out.message, out.hint = False, Reason.KEYRING, e.message, e.hint
+    log.outcome(out, serial)
+    if not out.ok:
+        _negate(serial, a.negate_timeout)
+        return 1
+    return 0
+
+
+def _negate(serial: int, timeout: int) -> None:
+    from . import keyring, log
+    from .errors import UpcallError
+
+    try:
+        keyring.negate(serial, timeout)
+    except UpcallError as e:
+        log.emit(syslog.LOG_ERR, log.kv(key=serial, error=e.message))
+
+
+def _fail(msg: str) -> NoReturn:
+    print(f"cifs-upcall: {msg}", file=sys.stderr)
+    syslog.syslog(syslog.LOG_ERR, msg)
+    raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import log
+
+    a = _parser().parse_args(argv)
+    if a.version:
+        print(f"version: {__version__}")
+        return 0
+    log.setup(debug=a.debug, echo=a.dry_run is not None and a.debug)
+    if a.dry_run is not None:
+        return dry_run(a)
+    if a.payload_out or a.json:
+        _fail("--payload-out and --json go with --dry-run")
+    if a.serial is None:
+        _fail("missing key serial (request-key passes it as %k)")
+    try:
+        serial = int(a.serial, 10)
+    except ValueError:
+        _fail(f"key serial {a.serial!r} is not a decimal number")
+    if serial <= 0:
+        _fail(f"key serial {serial} is not a key")
+    return handle_key(serial, a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""syslog (LOG_DAEMON) and one summary line per upcall, in key=value form for grep and scripts."""
+
+from __future__ import annotations
+
+import sys
+import syslog
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .pipeline import Outcome
+
+IDENT = "cifs-upcall"
+_echo = False
+
+
+def setup(*, debug: bool, echo: bool) -> None:
+    """Errors and the per-upcall summary by default; the trail too with -d."""
+    global _echo
+    _echo = echo
+    syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
+    syslog.setlogmask(syslog.LOG_UPTO(syslog.LOG_DEBUG if debug else syslog.LOG_INFO))
+
+
+def _quote(v: object) -> str:
+    s = str(v)
+    if s == "" or any(c in s for c in ' "=\t'):
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return s
+
+
+def kv(**fields: object) -> str:
+    return " ".join(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)
+
+
+def emit(priority: int, line: str) -> None:
+    syslog.syslog(priority, line)
+    if _echo:
+        print(f"{IDENT}: {line}", file=sys.stderr)
+
+
+def summary(out: Outcome, serial: int | None) -> str:
+    req = out.request
+    common = dict(
+        key=serial,
+        host=req.host,
+        sec=req.sec.value,
+        uid=out.uid,
+        pid=req.pid,
+        target=req.upcall_target.value,
+    )
+    if out.ok and out.token:
+        return kv(
+            outcome="ok",
+            source=out.source,
+            principal=out.principal,
+            spn=out.spn,
+            impersonated="yes" if out.token.impersonated else "no",
+            **common,
+            ms=round(out.seconds * 1000),
+        )
+    assert out.reason is not None
+    return kv(
+        outcome="failed",
+        reason=out.reason.value,
+        **common,
+        ms=round(out.seconds * 1000),
+        error=out.message,
+        hint=out.hint,
+    )
+
+
+def outcome(out: Outcome, serial: int | None) -> None:
+    for step in out.trail:
+        emit(syslog.LOG_DEBUG, kv(**step))
+    emit(syslog.LOG_INFO if out.ok else syslog.LOG_ERR, summary(out, serial))
