@@ -1,0 +1,62 @@
+"""KRB5CCNAME from a hostile environment; krb5 error classification."""
+
+from __future__ import annotations
+
+import pytest
+
+from upcall import ccache
+from upcall.classify import CC_NOTFOUND, S_PRINCIPAL_UNKNOWN, TKT_EXPIRED, classify, signed
+from upcall.errors import Reason
+from upcall.procinfo import IdMap
+
+
+def test_first_non_empty_krb5ccname_wins() -> None:
+    env = b"A=1\0KRB5CCNAME=\0KRB5CCNAME=FILE:/tmp/cc\0KRB5CCNAME=FILE:/other\0"
+    assert ccache.krb5ccname_from_environ(env) == "FILE:/tmp/cc"
+    assert ccache.krb5ccname_from_environ(b"PATH=/bin\0") is None
+
+
+@pytest.mark.parametrize(
+    "value", ["FILE:/tmp/krb5cc_1000", "/tmp/krb5cc_1000", "DIR:/run/user/1000/krb5cc",
+              "DIR::/run/user/1000/krb5cc/tkt", "KEYRING:persistent:1000", "KCM:1000"],
+)  # fmt: skip
+def test_acceptable_cache_names(value: str) -> None:
+    assert ccache.validate_ccname(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("FILE:relative/cc", "not absolute"),
+        ("krb5cc", "not absolute"),
+        ("MEMORY:x", "cannot hold"),
+        ("API:x", "cannot hold"),
+        ("KEYRING:session:x", "session or process keyring"),
+        ("FILE:/tmp/a\nb", "control"),
+        ("FILE:/" + "a" * 5000, "too long"),
+    ],
+)
+def test_hostile_cache_names_fall_back(value: str, needle: str) -> None:
+    why = ccache.validate_ccname(value)
+    assert why is not None and needle in why
+    choice = ccache.choose(f"KRB5CCNAME={value}".encode() + b"\0", probe=True)
+    assert choice.name is None and needle in choice.note
+
+
+def test_not_probing_means_default() -> None:
+    assert ccache.choose(b"KRB5CCNAME=FILE:/x\0", probe=False).name is None
+    assert ccache.choose(b"KRB5CCNAME=FILE:/x\0", probe=True).name == "FILE:/x"
+
+
+def test_classification_folds_unsigned_minor_codes() -> None:
+    assert signed(2529639053) == CC_NOTFOUND
+    assert classify(2529639053, who="alice").reason is Reason.NO_CREDENTIALS
+    c = classify(S_PRINCIPAL_UNKNOWN & 0xFFFFFFFF, who="alice", spn="cifs/x")
+    assert c.reason is Reason.UNKNOWN_SERVER and c.other_name_may_help and "cifs/x" in c.hint
+    assert classify(TKT_EXPIRED, who="alice").reason is Reason.EXPIRED_CREDENTIALS
+    assert classify(12345, who="alice").reason is Reason.GSS_FAILURE
+
+
+def test_id_map_translation() -> None:
+    m = IdMap.parse("         0      23001          1\n         1     100000      65536\n")
+    assert m.to_inside(23001) == 0 and m.to_inside(100005) == 6 and m.to_inside(0) is None
