@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
         help="upper bound on the credential search (default 10)",
     )
     p.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="also append log lines to PATH (syslog is always used)",
+    )
+    p.add_argument(
         "--dry-run",
         metavar="DESCRIPTION",
         help="run the pipeline for this key description without a key",
@@ -248,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.version:
         print(f"version: {__version__}")
         return 0
-    log.setup(debug=a.debug, echo=a.dry_run is not None and a.debug)
+    log.setup(debug=a.debug, echo=a.dry_run is not None and a.debug, log_file=a.log_file)
     if a.dry_run is not None:
         return dry_run(a)
     if a.payload_out or a.json:

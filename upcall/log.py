@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import syslog
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,12 +13,14 @@ if TYPE_CHECKING:
 
 IDENT = "cifs-upcall"
 _echo = False
+_file: str | None = None
+_debug = False
 
 
-def setup(*, debug: bool, echo: bool) -> None:
+def setup(*, debug: bool, echo: bool, log_file: str | None = None) -> None:
     """Errors and the per-upcall summary by default; the trail too with -d."""
-    global _echo
-    _echo = echo
+    global _echo, _file, _debug
+    _echo, _file, _debug = echo, log_file, debug
     syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
     syslog.setlogmask(syslog.LOG_UPTO(syslog.LOG_DEBUG if debug else syslog.LOG_INFO))
 
@@ -36,6 +40,15 @@ def emit(priority: int, line: str) -> None:
     syslog.syslog(priority, line)
     if _echo:
         print(f"{IDENT}: {line}", file=sys.stderr)
+    if _file and (_debug or priority <= syslog.LOG_INFO):
+        # Written by root to a path the administrator named in request-key.d: O_NOFOLLOW so a
+        # symlink planted there cannot redirect it.
+        try:
+            fd = os.open(_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+        except OSError:
+            return
+        with os.fdopen(fd, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {IDENT}[{os.getpid()}]: {line}\n")
 
 
 def summary(out: Outcome, serial: int | None) -> str:
