@@ -1,0 +1,119 @@
+"""The pure policy layer: rule matching, source order and the hard limits on impersonation."""
+
+from __future__ import annotations
+
+import pytest
+
+from upcall.policy import (
+    Decision,
+    Defaults,
+    Match,
+    Mode,
+    Policy,
+    Rule,
+    ServerFacts,
+    Step,
+    UidRange,
+    UserFacts,
+    decide,
+)
+
+SOCK = "/run/gssproxy/cifs/cifs.sock"
+FS1 = ServerFacts("fs1.example.com", "EXAMPLE.COM")
+ALICE = UserFacts(1500, "alice", frozenset({"users", "eng"}))
+
+
+def _policy(*rules: Rule, **defaults: object) -> Policy:
+    return Policy(
+        defaults=Defaults(**defaults),  # type: ignore[arg-type]
+        deny_users=frozenset({"svc-backup"}),
+        principal_map={"labuser": "aduser@EXAMPLE.COM", "4242": "nameless@EXAMPLE.COM"},
+        rules=rules,
+        origin="test",
+    )
+
+
+def _d(p: Policy, user: UserFacts = ALICE, server: ServerFacts = FS1) -> Decision:
+    return decide(p, server, user, "EXAMPLE.COM")
+
+
+@pytest.mark.parametrize(
+    ("mode", "steps"),
+    [
+        (Mode.LOCAL_ONLY, (Step.LOCAL,)),
+        (Mode.LOCAL_FIRST, (Step.LOCAL, Step.PROXY)),
+        (Mode.PROXY_FIRST, (Step.PROXY, Step.LOCAL)),
+        (Mode.PROXY_ONLY, (Step.PROXY,)),
+    ],
+)
+def test_mode_orders_sources(mode: Mode, steps: tuple[Step, ...]) -> None:
+    d = _d(_policy(mode=mode, socket=SOCK))
+    assert d.steps == steps
+    assert d.socket == (SOCK if Step.PROXY in steps else None)
+    assert d.principal == ("alice@EXAMPLE.COM" if Step.PROXY in steps else None)
+
+
+@pytest.mark.parametrize(
+    ("user", "why"),
+    [
+        (UserFacts(0, "root"), "uid 0 is never impersonated"),
+        (UserFacts(999, "daemonish"), "uid 999 is below min_uid 1000"),
+        (UserFacts(31337, "svc-backup"), "svc-backup is in deny_users"),
+        (UserFacts(5000, None), "uid 5000 has no login name and no principal_map entry"),
+    ],
+)
+@pytest.mark.parametrize("mode", [Mode.LOCAL_FIRST, Mode.PROXY_FIRST, Mode.PROXY_ONLY])
+def test_hard_limits_never_reach_the_proxy(user: UserFacts, why: str, mode: Mode) -> None:
+    # even a rule naming them explicitly cannot lift the limits
+    explicit = Rule(Match(uids=(UidRange(0, 99999),)), mode, SOCK)
+    for p in (_policy(mode=mode, socket=SOCK), _policy(explicit)):
+        d = _d(p, user)
+        assert Step.PROXY not in d.steps and d.socket is None and d.principal is None
+        assert d.no_proxy == why
+        assert d.steps == (() if mode is Mode.PROXY_ONLY else (Step.LOCAL,))  # fails closed
+
+
+def test_min_uid_is_configurable() -> None:
+    assert _d(_policy(mode=Mode.LOCAL_FIRST, socket=SOCK, min_uid=2000)).no_proxy
+    assert _d(_policy(mode=Mode.LOCAL_FIRST, socket=SOCK, min_uid=1500)).uses_proxy
+
+
+def test_no_socket_means_no_proxy() -> None:
+    d = _d(_policy(mode=Mode.PROXY_FIRST))
+    assert d.steps == (Step.LOCAL,) and d.no_proxy == "no gssproxy socket is configured"
+    assert _d(_policy(mode=Mode.PROXY_ONLY)).steps == ()
+
+
+def test_built_in_defaults_never_impersonate() -> None:
+    d = _d(Policy())
+    assert d.mode is Mode.LOCAL_FIRST and d.steps == (Step.LOCAL,)
+
+
+def test_principal_map_and_default_realm() -> None:
+    p = _policy(mode=Mode.LOCAL_FIRST, socket=SOCK)
+    assert _d(p, UserFacts(1001, "labuser")).principal == "aduser@EXAMPLE.COM"
+    assert _d(p, UserFacts(4242, None)).principal == "nameless@EXAMPLE.COM"
+    d = decide(p, FS1, ALICE, None)
+    assert not d.uses_proxy and "default realm" in d.no_proxy
+
+
+def test_first_matching_rule_wins_and_each_criterion_counts() -> None:
+    rules = (
+        Rule(Match(servers=("*.corp.example.com",)), Mode.PROXY_ONLY, "/s/corp", "f:1"),
+        Rule(Match(realms=("OTHER.ORG",)), Mode.PROXY_FIRST, "/s/other", "f:2"),
+        Rule(Match(servers=("fs1.example.com",), groups=("batch",)), Mode.PROXY_ONLY, None, "f:3"),
+        Rule(Match(uids=(UidRange(1400, 1600),), users=("alice",)), Mode.PROXY_FIRST, None, "f:4"),
+        Rule(Match(servers=("FS1.Example.COM",)), Mode.LOCAL_ONLY, None, "f:5"),
+    )
+    p = _policy(*rules, mode=Mode.LOCAL_FIRST, socket="/s/default")
+    d = _d(p, server=ServerFacts("Files.Corp.Example.com.", "EXAMPLE.COM"))
+    assert (d.mode, d.socket, d.why) == (Mode.PROXY_ONLY, "/s/corp", "rule f:1: proxy-only")
+    assert _d(p, server=ServerFacts("x.other.org", "OTHER.ORG")).socket == "/s/other"
+    assert _d(p, server=ServerFacts("x.other.org", None)).socket == "/s/default"  # no realm
+    batch = UserFacts(1500, "alice", frozenset({"batch"}))
+    assert _d(p, batch).why.startswith("rule f:3") and _d(p, batch).socket == "/s/default"
+    assert _d(p).why.startswith("rule f:4")
+    assert _d(p, UserFacts(1700, "alice")).why.startswith("rule f:5")
+    assert _d(p, UserFacts(1700, "alice")).steps == (Step.LOCAL,)
+    other = _d(p, UserFacts(1700, "bob"), ServerFacts("fs2.example.com"))
+    assert other.why.startswith("no rule matched") and other.socket == "/s/default"

@@ -1,0 +1,191 @@
+"""Which credential sources an upcall may use, and whom gssproxy may impersonate. Pure.
+
+The policy file (policy_file.py) is turned into a `Policy`; `decide()` matches the request's
+server and user against its rules (first match wins, then `defaults`) and returns the ordered
+sources. The hard limits are applied here and nowhere else, so they cannot be configured away
+by a rule: uid 0, uids below `min_uid` and `deny_users` never get a proxy source, and neither
+does a user with no login name and no `principal_map` entry (gssproxy would be asked for a
+principal we cannot vouch for).
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class Mode(enum.Enum):
+    LOCAL_ONLY = "local-only"
+    LOCAL_FIRST = "local-first"
+    PROXY_FIRST = "proxy-first"
+    PROXY_ONLY = "proxy-only"
+
+    @property
+    def wants_proxy(self) -> bool:
+        return self is not Mode.LOCAL_ONLY
+
+
+class Step(enum.Enum):
+    """A credential source the pipeline runs in its own child."""
+
+    LOCAL = "local"  # the caller's own ccache, then the keytab for user= mounts
+    PROXY = "proxy"  # gssproxy: S4U2Self + S4U2Proxy with the client's keytab
+
+
+_ORDER: dict[Mode, tuple[Step, ...]] = {
+    Mode.LOCAL_ONLY: (Step.LOCAL,),
+    Mode.LOCAL_FIRST: (Step.LOCAL, Step.PROXY),
+    Mode.PROXY_FIRST: (Step.PROXY, Step.LOCAL),
+    Mode.PROXY_ONLY: (Step.PROXY,),
+}
+
+DEFAULT_MIN_UID = 1000
+
+
+@dataclass(frozen=True)
+class UidRange:
+    first: int
+    last: int
+
+    def __contains__(self, uid: object) -> bool:
+        return isinstance(uid, int) and self.first <= uid <= self.last
+
+
+@dataclass(frozen=True)
+class Match:
+    """Every given criterion must hold; within one list, any entry may match."""
+
+    servers: tuple[str, ...] = ()  # shell patterns on the lower-cased host, "*.example.com"
+    realms: tuple[str, ...] = ()  # the server's realm (krb5.conf domain_realm / default_realm)
+    users: tuple[str, ...] = ()  # login names (host NSS)
+    uids: tuple[UidRange, ...] = ()
+    groups: tuple[str, ...] = ()  # group names, primary or supplementary (host NSS)
+
+    def server_ok(self, s: ServerFacts) -> bool:
+        host = s.host.lower().rstrip(".")
+        if self.servers and not any(fnmatch.fnmatchcase(host, p.lower()) for p in self.servers):
+            return False
+        return not self.realms or (s.realm is not None and s.realm in self.realms)
+
+    def user_ok(self, u: UserFacts) -> bool:
+        if self.users and (u.name is None or u.name not in self.users):
+            return False
+        if self.uids and not any(u.uid in r for r in self.uids):
+            return False
+        return not self.groups or bool(u.groups.intersection(self.groups))
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: Match
+    mode: Mode
+    socket: str | None  # None: defaults.socket
+    where: str = ""  # "file:line", for the trail and errors
+
+
+@dataclass(frozen=True)
+class Defaults:
+    mode: Mode = Mode.LOCAL_FIRST
+    min_uid: int = DEFAULT_MIN_UID
+    deadline: float | None = None  # cap for the proxy child, within the upcall's deadline
+    socket: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    defaults: Defaults = Defaults()
+    deny_users: frozenset[str] = frozenset()
+    principal_map: Mapping[str, str] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    origin: str = "built-in defaults (no policy file): no gssproxy socket, so never impersonates"
+
+    @property
+    def needs_server_realm(self) -> bool:
+        return any(r.match.realms for r in self.rules)
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    host: str
+    realm: str | None = None
+
+
+@dataclass(frozen=True)
+class UserFacts:
+    uid: int
+    name: str | None  # login name from the host's NSS
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Decision:
+    mode: Mode  # as configured for this server and user
+    steps: tuple[Step, ...]  # what actually runs, in order; may be empty (fails closed)
+    socket: str | None  # set iff Step.PROXY is in steps
+    principal: str | None  # whom gssproxy impersonates; set iff Step.PROXY is in steps
+    why: str  # which rule, for the trail
+    no_proxy: str = ""  # why the proxy is not used although the mode wants it
+
+    @property
+    def uses_proxy(self) -> bool:
+        return Step.PROXY in self.steps
+
+
+def _first_rule(policy: Policy, server: ServerFacts, user: UserFacts) -> Rule | None:
+    for rule in policy.rules:
+        if rule.match.server_ok(server) and rule.match.user_ok(user):
+            return rule
+    return None
+
+
+def proxy_refusal(policy: Policy, user: UserFacts) -> str:
+    """Why `user` may never be impersonated, or "" (the hard limits; rules cannot lift them)."""
+    if user.uid == 0:
+        return "uid 0 is never impersonated"
+    if user.uid < policy.defaults.min_uid:
+        return f"uid {user.uid} is below min_uid {policy.defaults.min_uid}"
+    if user.name is not None and user.name in policy.deny_users:
+        return f"{user.name} is in deny_users"
+    if user.name is None and str(user.uid) not in policy.principal_map:
+        return f"uid {user.uid} has no login name and no principal_map entry"
+    return ""
+
+
+def principal_for(policy: Policy, user: UserFacts, default_realm: str | None) -> str | None:
+    """principal_map entry (by login name, or by uid for accounts without one), else
+    `<login>@<default realm>`."""
+    for key in (user.name, str(user.uid)):
+        if key is not None and key in policy.principal_map:
+            return policy.principal_map[key]
+    if user.name is None or not default_realm:
+        return None
+    return f"{user.name}@{default_realm}"
+
+
+def decide(
+    policy: Policy, server: ServerFacts, user: UserFacts, default_realm: str | None
+) -> Decision:
+    rule = _first_rule(policy, server, user)
+    if rule is not None:
+        mode, socket, why = rule.mode, rule.socket or policy.defaults.socket, f"rule {rule.where}"
+    else:
+        mode, socket = policy.defaults.mode, policy.defaults.socket
+        why = f"no rule matched: defaults of {policy.origin}"
+    steps = _ORDER[mode]
+    no_proxy = ""
+    principal: str | None = None
+    if mode.wants_proxy:
+        no_proxy = proxy_refusal(policy, user)
+        if not no_proxy and socket is None:
+            no_proxy = "no gssproxy socket is configured"
+        if not no_proxy:
+            principal = principal_for(policy, user, default_realm)
+            if principal is None:
+                no_proxy = "no default realm to name the user's principal in (krb5.conf)"
+    if no_proxy:
+        steps = tuple(s for s in steps if s is not Step.PROXY)
+    if Step.PROXY not in steps:
+        socket = None
+    return Decision(mode, steps, socket, principal, f"{why}: {mode.value}", no_proxy)
