@@ -6,6 +6,8 @@ are negative (ERROR_TABLE_BASE_krb5 = -1765328384), so they are sign-folded firs
 
 from __future__ import annotations
 
+import enum
+import errno
 from dataclasses import dataclass
 
 from .errors import Reason
@@ -80,4 +82,69 @@ def signed(minor: int) -> int:
 def classify(minor: int, *, who: str, spn: str = "the server") -> Classified:
     code = signed(minor)
     reason, hint = _TABLE.get(code, (Reason.GSS_FAILURE, "see the GSS message; run with -d"))
+    return Classified(reason, hint.format(who=who, spn=spn), code)
+
+
+# --- gssproxy: the interposer adds MAP_ERROR_BASE to every minor code it hands back ------------
+
+PROXY_BASE = 0x04200000  # gssproxy gss_plugin.c MAP_ERROR_BASE
+_ERRNO_MAX = 4096  # below this, (minor - base) is an errno of the client's transport
+
+
+class ProxyPhase(enum.Enum):
+    ACQUIRE = "acquire"  # gss_acquire_cred through gssproxy: S4U2Self happens here
+    INIT = "init"  # gss_init_sec_context through gssproxy: S4U2Proxy happens here
+
+
+_ERRNO: dict[int, tuple[Reason, str]] = {
+    errno.ENOENT: (Reason.PROXY_UNAVAILABLE, "gssproxy's socket does not exist: start gssproxy"),
+    errno.ECONNREFUSED: (Reason.PROXY_UNAVAILABLE, "gssproxy is not running (stale socket)"),
+    errno.EACCES: (Reason.PROXY_UNAVAILABLE, "no permission on gssproxy's socket"),
+    errno.EIO: (
+        Reason.PROXY_NO_SERVICE,
+        "gssproxy has no service for root on this socket: check the [service/...] with "
+        "euid = 0 and socket = <this path> (gssproxy-conf check)",
+    ),
+    errno.ETIMEDOUT: (Reason.DEADLINE, "gssproxy did not answer: is it hung or overloaded?"),
+}
+# KDC refusals of the impersonation itself, by the phase in which they surface.
+_REFUSALS = {POLICY, BADOPTION, C_PRINCIPAL_UNKNOWN, CLIENT_REVOKED, GENERIC}
+_S4U_HINT = {
+    ProxyPhase.ACQUIRE: (
+        Reason.S4U2SELF_REFUSED,
+        "the KDC refused a ticket for {who} to the client's own account (S4U2Self): is the "
+        "account known, enabled, and the client keytab current?",
+    ),
+    ProxyPhase.INIT: (
+        Reason.S4U2PROXY_REFUSED,
+        "the KDC refused to let the client act for {who} at {spn} (S4U2Proxy): either {who} "
+        "may not be delegated (Protected Users, 'sensitive and cannot be delegated') or the "
+        "client account lacks the right (msDS-AllowedToDelegateTo with protocol transition, "
+        "or the server's msDS-AllowedToActOnBehalfOfOtherIdentity for RBCD); the KDC log's "
+        "reason= says which",
+    ),
+}
+
+
+def proxy_code(minor: int) -> tuple[bool, int]:
+    """(is an errno, value) of a minor status that came back through the interposer."""
+    m = (minor - PROXY_BASE) % (1 << 32)
+    if m < _ERRNO_MAX:
+        return True, m
+    return False, signed(m)
+
+
+def classify_proxy(minor: int, *, phase: ProxyPhase, who: str, spn: str = "") -> Classified:
+    is_errno, code = proxy_code(minor)
+    spn = spn or "the server"
+    if minor == 0:
+        reason, hint = Reason.GSS_FAILURE, "gssproxy gave no minor code: run gssproxy with -d"
+    elif is_errno:
+        reason, hint = _ERRNO.get(
+            code, (Reason.PROXY_UNAVAILABLE, f"gssproxy transport error (errno {code})")
+        )
+    elif code in _REFUSALS:
+        reason, hint = _S4U_HINT[phase]
+    else:
+        reason, hint = _TABLE.get(code, (Reason.GSS_FAILURE, "see the message and gssproxy's log"))
     return Classified(reason, hint.format(who=who, spn=spn), code)

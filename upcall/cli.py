@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also append log lines to PATH (syslog is always used)",
     )
     p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="impersonation policy (default /etc/cifs-upcall/policy.yaml if it exists; without "
+        "one the helper never asks gssproxy)",
+    )
+    p.add_argument(
         "--dry-run",
         metavar="DESCRIPTION",
         help="run the pipeline for this key description without a key",
@@ -122,6 +128,7 @@ def _options(a: argparse.Namespace) -> Options:
         trust_dns=a.trust_dns,
         env_probe=not a.no_env_probe,
         deadline=a.deadline,
+        policy_path=a.policy,
     )
 
 

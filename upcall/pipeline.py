@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
 
 from . import child
 from .ccache import CcacheChoice, choose
-from .errors import Reason, UnsupportedMech, UpcallError
-from .identity import resolve
+from .errors import DeadlineExceeded, PolicyError, Reason, UnsupportedMech, UpcallError
+from .identity import Identity, resolve
 from .namespaces import NamespacePlan, plan
 from .payload import SpnegoMsg
+from .policy import Decision, Policy, ServerFacts, Step, UserFacts, decide
 from .procinfo import IDENTITY, CallerInfo, ns_inodes, read_caller
 from .request import Request, SecType
-from .sources.base import SourceToken
+from .sources.base import Attempt, SourceToken
 from .spnego import MechOID, neg_token_init
+
+if TYPE_CHECKING:
+    from .sources.local import LocalPlan
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class Options:
     trust_dns: bool = False
     env_probe: bool = True
     deadline: float = 10.0  # seconds for the whole credential search
+    policy_path: str | None = None  # None: policy_file.DEFAULT_PATH, optional
 
 
 @dataclass
@@ -98,40 +105,140 @@ def _ccache_choice(
     return choice
 
 
+def _user_facts(ident: Identity, policy: Policy) -> UserFacts:
+    groups: frozenset[str] = frozenset()
+    if ident.name is not None and any(r.match.groups for r in policy.rules):
+        import grp
+        import os
+
+        names = set()
+        for gid in os.getgrouplist(ident.name, ident.gid):
+            try:
+                names.add(grp.getgrgid(gid).gr_name)
+            except KeyError:
+                continue
+        groups = frozenset(names)
+    return UserFacts(ident.uid, ident.name, groups)
+
+
+def _decide(req: Request, ident: Identity, policy: Policy) -> Decision:
+    from .krb5_profile import load
+
+    facts = load() if policy.rules or policy.defaults.socket else None
+    realm = facts.host_realm(req.host) if facts and policy.needs_server_realm else None
+    server = ServerFacts(req.host, realm)
+    return decide(
+        policy, server, _user_facts(ident, policy), facts.default_realm if facts else None
+    )
+
+
+def _policy_trail(d: Decision) -> list[dict[str, str]]:
+    order = " then ".join(s.value for s in d.steps) or "nothing"
+    out = [Attempt("policy", "note", f"{d.why}: try {order}")]
+    if d.no_proxy:
+        out.append(Attempt(Step.PROXY.value, "skipped", d.no_proxy, Reason.POLICY.value))
+    return [a.as_dict() for a in out]
+
+
+def _final_error(errors: dict[Step, UpcallError], d: Decision) -> UpcallError:
+    """The proxy's failure explains best why the fallback did not help; a policy that kept the
+    proxy out turns a local failure into a policy denial with both reasons."""
+    if Step.PROXY in errors:
+        e = errors[Step.PROXY]
+        if Step.LOCAL in errors:
+            local = errors[Step.LOCAL]
+            e.hint = f"{e.hint} (own credentials: {local.reason.value}: {local.message})"
+        return e
+    if not errors:
+        return PolicyError(
+            f"mode {d.mode.value} allows only gssproxy, and {d.no_proxy}",
+            hint="own tickets are not used in proxy-only mode: change the policy rule",
+        )
+    e = errors[Step.LOCAL]
+    if d.no_proxy and d.mode.wants_proxy:
+        return PolicyError(
+            e.message,
+            hint=f"{e.hint}; impersonation is not used: {d.no_proxy} ({d.why})",
+        )
+    return e
+
+
+def _local_plan(
+    req: Request,
+    uid: int,
+    opts: Options,
+    caller: CallerInfo | None,
+    ns: NamespacePlan,
+    ident: Identity,
+) -> LocalPlan:
+    from .sources.local import LocalPlan
+
+    return LocalPlan(
+        host=req.host,
+        ip=req.ip,
+        trust_dns=opts.trust_dns,
+        ident=ident,
+        pid=req.pid if caller else None,
+        ns=ns,
+        uid_map=caller.uid_map if caller else IDENTITY,
+        gid_map=caller.gid_map if caller else IDENTITY,
+        ccache=_ccache_choice(req, uid, opts, caller),
+        try_ccache=True,
+        keytab_principal=req.user,
+        keytab=opts.keytab,
+        krb5_config=opts.krb5_config,
+    )
+
+
 def run_upcall(req: Request, opts: Options) -> Outcome:
-    from .sources import local
+    from . import policy_file
+    from .sources import local, proxy
 
     start = time.monotonic()
+    end = start + opts.deadline
     uid = req.credential_uid(opts.legacy_uid)
     out = Outcome(ok=False, request=req, uid=uid)
     try:
         mech = _mech(req.sec)
+        pol = policy_file.load(opts.policy_path)
         caller, ns = _caller(req, uid, opts)
         ident = resolve(uid, caller)  # host NSS, before any foreign namespace
-        choice = _ccache_choice(req, uid, opts, caller)
-        lplan = local.LocalPlan(
-            host=req.host,
-            ip=req.ip,
-            trust_dns=opts.trust_dns,
-            ident=ident,
-            pid=req.pid if caller else None,
-            ns=ns,
-            uid_map=caller.uid_map if caller else IDENTITY,
-            gid_map=caller.gid_map if caller else IDENTITY,
-            ccache=choice,
-            try_ccache=True,
-            keytab_principal=req.user,
-            keytab=opts.keytab,
-            krb5_config=opts.krb5_config,
-        )
-        res = child.run(lambda: local.run(lplan), opts.deadline, "local credential search")
-        out.trail.extend(res["trail"])
-        out.token = SourceToken.from_json(res["token"])
+        decision = _decide(req, ident, pol)
+        out.trail.extend(_policy_trail(decision))
+        errors: dict[Step, UpcallError] = {}
+        for step in decision.steps:
+            left = end - time.monotonic()
+            try:
+                if left <= 0:
+                    raise DeadlineExceeded(f"no time left for the {step.value} source")
+                if step is Step.PROXY:
+                    assert decision.principal is not None and decision.socket is not None
+                    pplan = proxy.ProxyPlan(
+                        req.host, req.ip, opts.trust_dns, decision.principal, decision.socket
+                    )
+                    # A hung gssproxy makes the interposer wait 15 s per retry: the child is
+                    # killed at its own deadline, never later than the upcall's.
+                    budget = min(left, pol.defaults.deadline or left)
+                    res = child.run(partial(proxy.run, pplan), budget, "gssproxy (impersonation)")
+                else:
+                    lplan = _local_plan(req, uid, opts, caller, ns, ident)
+                    res = child.run(partial(local.run, lplan), left, "local credential search")
+            except UpcallError as e:
+                out.trail.extend(e.trail)
+                nxt = "next source" if step is not decision.steps[-1] else "no source left"
+                detail = f"{e.reason.value}: {e.message}; {nxt}"
+                out.trail.append(Attempt(step.value, "left", detail, e.reason.value).as_dict())
+                errors[step] = e
+                continue
+            out.trail.extend(res["trail"])
+            out.token = SourceToken.from_json(res["token"])
+            break
+        if out.token is None:
+            raise _final_error(errors, decision)
         blob = neg_token_init(mech, out.token.token)
         out.payload = SpnegoMsg(req.version, out.token.session_key, blob).pack()
         out.ok = True
     except UpcallError as e:
-        out.trail.extend(e.trail)
         out.reason, out.message, out.hint = e.reason, e.message, e.hint
     out.seconds = time.monotonic() - start
     return out

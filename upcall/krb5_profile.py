@@ -1,0 +1,103 @@
+"""The two krb5.conf facts the policy needs, read in the parent without loading GSSAPI.
+
+The proxy child must set gssproxy's interposer environment before libgssapi's first call, and
+the parent forks every child, so the parent reads krb5.conf itself: `default_realm` (to name a
+user `<login>@<realm>`) and `[domain_realm]` (a server's realm, for `realm:` rules). This is
+the host's krb5.conf (KRB5_CONFIG, else /etc/krb5.conf), as gssproxy's. `include` and
+`includedir` are followed like MIT does; `-k` is not used here: it names the caller's file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+DEFAULT_FILES = "/etc/krb5.conf"
+_SECTION = re.compile(r"\s*\[([^\]]+)\]\s*$")
+_RELATION = re.compile(r"\s*([^=\s]+)\s*=\s*(.*?)\s*$")
+_INCLUDEDIR_NAME = re.compile(r"[A-Za-z0-9_-]+(\.conf)?")
+
+
+@dataclass(frozen=True)
+class Krb5Facts:
+    default_realm: str | None
+    domain_realm: tuple[tuple[str, str], ...]  # (host or .domain, REALM), file order
+
+    def host_realm(self, host: str) -> str | None:
+        """MIT's order: the exact host, then each parent domain ".x.y"; else default_realm."""
+        host = host.lower().rstrip(".")
+        table = {k.lower(): v for k, v in reversed(self.domain_realm)}  # first entry wins
+        if host in table:
+            return table[host]
+        labels = host.split(".")
+        for i in range(len(labels)):
+            key = "." + ".".join(labels[i:])
+            if key in table:
+                return table[key]
+        return self.default_realm
+
+
+def _lines(path: str, depth: int = 0) -> Iterator[str]:
+    if depth > 8:
+        return
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("include "):
+            yield from _lines(stripped[len("include ") :].strip(), depth + 1)
+        elif stripped.startswith("includedir "):
+            d = stripped[len("includedir ") :].strip()
+            try:
+                names = sorted(os.listdir(d))
+            except OSError:
+                continue
+            for n in names:
+                if _INCLUDEDIR_NAME.fullmatch(n):
+                    yield from _lines(os.path.join(d, n), depth + 1)
+        else:
+            yield line
+
+
+def parse_lines(lines: Iterator[str] | list[str]) -> Krb5Facts:
+    section, nesting = "", 0
+    default_realm: str | None = None
+    dr: list[tuple[str, str]] = []
+    for raw in lines:
+        line = raw
+        if not line.strip() or line.lstrip().startswith(("#", ";")):  # whole-line comments only
+            continue
+        m = _SECTION.match(line)
+        if m:
+            section, nesting = m[1].strip(), 0
+            continue
+        if line.strip() == "}":
+            nesting = max(0, nesting - 1)
+            continue
+        r = _RELATION.match(line)
+        if r is None:
+            continue
+        key, value = r[1], r[2]
+        if value == "{":
+            nesting += 1
+            continue
+        if nesting:
+            continue
+        if section == "libdefaults" and key == "default_realm" and default_realm is None:
+            default_realm = value
+        elif section == "domain_realm":
+            dr.append((key, value))
+    return Krb5Facts(default_realm, tuple(dr))
+
+
+def load() -> Krb5Facts:
+    files = os.environ.get("KRB5_CONFIG") or DEFAULT_FILES
+    lines: list[str] = []
+    for path in files.split(":"):
+        lines.extend(_lines(path))
+    return parse_lines(lines)
