@@ -1,7 +1,7 @@
 """Become the user before touching any of the user's files.
 
-setgroups([]) -> setresgid -> setresuid, all three ids, then verified: after this the process
-cannot regain root (no saved uid 0, capabilities cleared by the kernel on the uid change).
+setgroups([]) before any namespace switch, then setresgid -> setresuid, verified: after this
+the process cannot regain root (no saved uid 0; the kernel clears capabilities on the change).
 The ids are init-namespace ids; inside a foreign user namespace they are translated through
 the caller's uid_map/gid_map (cifs.upcall passes init ids to setuid after the switch).
 """
@@ -36,6 +36,15 @@ def resolve(uid: int, caller: CallerInfo | None) -> Identity:
         return Identity(uid, NOGROUP if uid else 0, None)
 
 
+def clear_groups() -> None:
+    """Drop root's supplementary groups while still in the init user namespace: a foreign user
+    namespace may forbid setgroups (setgroups=deny), and kgid 0 must not travel into it."""
+    try:
+        os.setgroups([])
+    except OSError as e:
+        raise PrivilegeDropError(f"cannot drop supplementary groups: {e.strerror}") from e
+
+
 def become(ident: Identity, uid_map: IdMap = IDENTITY, gid_map: IdMap = IDENTITY) -> None:
     uid = uid_map.to_inside(ident.uid)
     gid = gid_map.to_inside(ident.gid)
@@ -45,10 +54,9 @@ def become(ident: Identity, uid_map: IdMap = IDENTITY, gid_map: IdMap = IDENTITY
             hint="the credential uid does not exist inside the caller's container",
         )
     try:
-        os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
     except OSError as e:
         raise PrivilegeDropError(f"cannot become uid {uid}: {e.strerror}") from e
-    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
         raise PrivilegeDropError("ids did not change as asked")

@@ -152,6 +152,7 @@ def run(plan: LocalPlan) -> dict[str, object]:
 
     trail: list[Attempt] = [Attempt("caller", "note", n) for n in plan.env_notes]
     try:
+        identity.clear_groups()
         if plan.ns.enter and plan.pid is not None:
             namespaces.enter(namespaces.open_fds(plan.pid, plan.ns))
             trail.append(Attempt("namespaces", "ok", "entered " + ",".join(plan.ns.enter)))

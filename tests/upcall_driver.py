@@ -1,0 +1,105 @@
+"""Drive the real helper the way the kernel's request would: a caller process in the lab's
+namespaces, a key description naming it, and `cifs-upcall --dry-run` run as root from the host.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.lab.samba import SambaLab
+from upcall.payload import SpnegoMsg
+
+HELPER = "/opt/cifs-upcall/bin/cifs-upcall"
+
+
+@dataclass(frozen=True)
+class DryRun:
+    doc: dict[str, Any]
+    msg: SpnegoMsg | None
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.doc["outcome"] == "ok")
+
+    def trail_text(self) -> str:
+        return "\n".join(f"{a['source']} {a['outcome']} {a['detail']}" for a in self.doc["trail"])
+
+
+def _leaf(pid: int, comm: str, timeout: float = 10) -> int:
+    """`ip netns exec ... setpriv ... prog` execs down to prog: wait until it is there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
+                return pid
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"process {pid} never became {comm}")
+
+
+@contextmanager
+def caller(
+    lab: SambaLab,
+    user: str | None,
+    env: dict[str, str],
+    argv: Sequence[str] = ("sleep", "600"),
+    leaf: str = "sleep",
+) -> Iterator[int]:
+    """A process of `user` in the lab's namespaces with exactly `env`; yields its pid once
+    the exec chain has reached `leaf`."""
+    proc = lab.popen(list(argv), user=user, env=env)
+    try:
+        yield _leaf(proc.pid, leaf)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def description(
+    lab: SambaLab,
+    uid: int,
+    pid: int,
+    *,
+    sec: str = "krb5",
+    user: str | None = None,
+    target: str | None = "app",
+    host: str | None = None,
+) -> str:
+    d = f"ver=0x2;host={host or lab.fqdn};ip4={lab.ip};sec={sec};uid=0x{uid:x};creduid=0x{uid:x}"
+    if user:
+        d += f";user={user}"
+    d += f";pid=0x{pid:x}"
+    if target:
+        d += f";upcall_target={target}"
+    return d
+
+
+def dry_run(
+    lab: SambaLab,
+    desc: str,
+    workdir: Path,
+    *args: str,
+    krb5conf: Path | None = None,
+    in_lab_ns: bool = False,
+) -> DryRun:
+    """Run the helper as root. Normally from the host's namespaces, as request-key would; with
+    `in_lab_ns` inside the lab's network namespace, for cases where the helper itself must reach
+    the KDC without entering the caller's (upcall_target=mount: the mount's host is the lab)."""
+    out = workdir / f"payload-{time.monotonic_ns()}.bin"
+    argv = [HELPER, "-k", str(krb5conf or lab.krb5_conf), *args, "--dry-run", desc,
+            "--payload-out", str(out), "--json"]  # fmt: skip
+    if in_lab_ns:
+        argv = ["ip", "netns", "exec", lab.ns, *argv]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    doc = json.loads(res.stdout)
+    msg = SpnegoMsg.unpack(out.read_bytes()) if out.exists() else None
+    return DryRun(doc, msg, res.stderr)
