@@ -10,6 +10,8 @@ import pytest
 
 from tests.lab.samba import SambaLab, can_run_lab, reap_stale_labs, running_lab
 
+pytest_plugins = ["tests.proxy_fixtures"]  # gssproxy rigs for test_proxy_*.py
+
 # One lab per pytest process, so concurrent sessions never tear down each other's DC.
 LAB_ID = os.getpid()
 LAB_BASE = Path(os.environ.get("CIFS_UPCALL_LAB", f"/tmp/cifs-upcall-lab-{LAB_ID}"))
