@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
@@ -39,10 +40,8 @@ def delete(name: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         victims = pids(name)
         for pid in victims:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 5
         while victims and pids(name) and time.monotonic() < deadline:
             time.sleep(0.1)

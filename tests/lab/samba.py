@@ -157,7 +157,9 @@ class SambaLab:
             input=input,
         )
         if check and res.returncode != 0:
-            raise RuntimeError(f"{' '.join(full)} failed ({res.returncode}): {res.stdout}{res.stderr}")
+            raise RuntimeError(
+                f"{' '.join(full)} failed ({res.returncode}): {res.stdout}{res.stderr}"
+            )
         return res
 
     def popen(
@@ -273,14 +275,18 @@ class SambaLab:
             argv = netns.exec_argv(
                 self.ns, ["unshare", "-m", "sh", "-c", script, "sh", *CHROOT_ENV, *inner]
             )
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         out.close()
         self.pid = proc.pid
         self._proc = proc
         deadline = time.monotonic() + timeout
         while not all(self.port_open(p) for p in (88, 389, 445)):
             if proc.poll() is not None:
-                raise RuntimeError(f"samba exited ({proc.returncode}): {self.kdc_log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"samba exited ({proc.returncode}): {self.kdc_log.read_text()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"samba not ready after {timeout}s")
             time.sleep(0.1)
@@ -321,7 +327,9 @@ class SambaLab:
             shutil.rmtree(self.base, ignore_errors=True)
 
     # --- directory objects ------------------------------------------------------------------------
-    def add_user(self, name: str, uid: int, password: str | None = None, local: bool = True) -> LabUser:
+    def add_user(
+        self, name: str, uid: int, password: str | None = None, local: bool = True
+    ) -> LabUser:
         password = password or f"Pw.{name}.{uid}!"
         self.samba_tool("user", "create", name, password)
         self.samba_tool("user", "setexpiry", name, "--noexpiry")
@@ -363,7 +371,9 @@ class SambaLab:
         return path
 
     # --- tickets --------------------------------------------------------------------------------
-    def kinit(self, user: LabUser, ccache: str, *, lifetime: str | None = None, as_user: bool = True) -> None:
+    def kinit(
+        self, user: LabUser, ccache: str, *, lifetime: str | None = None, as_user: bool = True
+    ) -> None:
         argv = ["kinit"]
         if lifetime:
             argv += ["-l", lifetime]
@@ -385,7 +395,9 @@ class SambaLab:
             return f.read().decode(errors="replace")
 
     def smb_log_text(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in sorted(self.smb_log_dir.glob("log.*")))
+        return "".join(
+            p.read_text(errors="replace") for p in sorted(self.smb_log_dir.glob("log.*"))
+        )
 
 
 def _live_lab_namespaces() -> list[str]:
@@ -429,4 +441,3 @@ def running_lab(base: Path, **kw: object) -> Iterator[SambaLab]:
         yield lab
     finally:
         lab.teardown()
-

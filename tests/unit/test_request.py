@@ -142,9 +142,18 @@ def test_arbitrary_text_is_parsed_or_refused_never_crashes(text: str) -> None:
     assert r.host and r.version in (1, 2)
 
 
-@given(field=st.sampled_from(["uid", "creduid", "pid", "ver"]), junk=st.text(min_size=1, max_size=12))
+@given(
+    field=st.sampled_from(["uid", "creduid", "pid", "ver"]), junk=st.text(min_size=1, max_size=12)
+)
 def test_a_number_that_is_not_hex_is_never_read_as_zero(field: str, junk: str) -> None:
-    fields = {"ver": "0x2", "host": "h", "sec": "krb5", "uid": "0x1", "creduid": "0x1", "pid": "0x9"}
+    fields = {
+        "ver": "0x2",
+        "host": "h",
+        "sec": "krb5",
+        "uid": "0x1",
+        "creduid": "0x1",
+        "pid": "0x9",
+    }
     fields[field] = junk
     desc = ";".join(f"{k}={v}" for k, v in fields.items())
     try:

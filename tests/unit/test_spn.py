@@ -57,7 +57,10 @@ def test_candidates_are_lazy_dns_is_asked_only_after_the_first_ones_failed() -> 
 def test_ptr_name_only_with_trust_dns() -> None:
     r = TableResolver(ptr={"10.0.0.5": "filer.example.com"})
     assert names("10.0.0.5", r) == ["cifs@10.0.0.5", "CIFS@10.0.0.5"]
-    assert names("10.0.0.5", r, trust=True)[2:] == ["cifs@filer.example.com", "CIFS@filer.example.com"]
+    assert names("10.0.0.5", r, trust=True)[2:] == [
+        "cifs@filer.example.com",
+        "CIFS@filer.example.com",
+    ]
 
 
 def test_no_duplicates_when_dns_returns_the_same_name() -> None:
