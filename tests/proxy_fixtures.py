@@ -14,7 +14,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,14 @@ class Rig:
     policy: Path  # the generated policy (root-owned, 0644)
     root: Path  # the generated tree
     client: str  # the impersonating account, e.g. CLIENT1$
+    stack: ExitStack
+    work: Path
+
+    def restart(self) -> None:
+        """Stop gssproxy (if running) and start it again on the same files and socket."""
+        self.stack.close()
+        self.stack = ExitStack()
+        self.gp = self.stack.enter_context(_gssproxy(self.lab, self.root, self.work))
 
     def log_offset(self) -> int:
         return len(self.gp.log_text())
@@ -91,14 +99,23 @@ def gssproxy_rig(lab: SambaLab, client: str, keytab: Path, work: Path) -> Iterat
         apply(plan.build(cfg), root)
         policy = root / "etc/cifs-upcall/policy.yaml"
         assert policy.exists()
-        with running_gssproxy(
-            root, work / "gp", netns=lab.ns, env={"KRB5_CONFIG": str(lab.krb5_conf)}
-        ) as gp:
-            assert socket.is_socket(), gp.log_text()
+        stack = ExitStack()
+        rig = Rig(lab, stack.enter_context(_gssproxy(lab, root, work)), socket, policy, root,
+                  client, stack, work)  # fmt: skip
+        try:
+            assert socket.is_socket(), rig.gp.log_text()
             assert (socket.parent.stat().st_mode & 0o777) == 0o700
-            yield Rig(lab, gp, socket, policy, root, client)
+            yield rig
+        finally:
+            rig.stack.close()
     finally:
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def _gssproxy(lab: SambaLab, root: Path, work: Path) -> AbstractContextManager[Gssproxy]:
+    return running_gssproxy(
+        root, work / "gp", netns=lab.ns, env={"KRB5_CONFIG": str(lab.krb5_conf)}
+    )
 
 
 @pytest.fixture(scope="session")
