@@ -149,7 +149,8 @@ def test_service_ticket_only_ccache_needs_no_kdc(samba_lab: SambaLab, tmp_world:
         offset = samba_lab.kdc_log_offset()
         r = dry_run(samba_lab, description(samba_lab, uid, pid), tmp_world)
         kdc = samba_lab.kdc_log_since(offset)
-    assert r.ok and r.doc["principal"] == "alice@LAB.TEST", r.doc
+    detail = samba_lab.run(["klist", "-e", "-f", "-c", f"FILE:{only}"], check=False).stdout
+    assert r.ok and r.doc["principal"] == "alice@LAB.TEST", (r.doc, detail)
     assert "TGS-REQ" not in kdc and "AS-REQ" not in kdc
     assert r.msg is not None
     assert smb_session(samba_lab, r.msg.blob, r.msg.session_key).server_user == "alice"
