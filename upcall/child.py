@@ -12,7 +12,6 @@ import os
 import select
 import signal
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +33,8 @@ def run(fn: Callable[[], Result], deadline: float, what: str) -> Result:
                 out = {"error": {"reason": e.reason.value, "message": e.message, "hint": e.hint}}
                 out["trail"] = e.trail
             except BaseException as e:
+                import traceback  # only on this path: it costs 5 ms to import
+
                 out = {
                     "error": {
                         "reason": Reason.INTERNAL.value,
