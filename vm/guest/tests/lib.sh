@@ -153,3 +153,18 @@ ours_log_check() {
         fail "$name" "no outcome= line matching: $* (last: $(ours_lines | tail -2 | tr '\n' ';'))"
     fi
 }
+
+# ours_dry_run USER : our helper's --dry-run for a kernel-like description of USER's first access
+# (pid = a live process of USER), as evidence: the decision trail, or the traceback.
+ours_dry_run() {
+    local u=$1 uid=${UIDOF[$1]} p out
+    runuser -u "$u" -- sleep 120 &
+    sleep 0.5
+    p=$(pgrep -u "$u" -n sleep)
+    out=$(timeout 60 "$OURS" --dry-run \
+        "ver=0x2;host=dc.lab.test;ip4=192.0.2.10;sec=krb5;uid=0x$(printf %x "$uid");creduid=0x$(printf %x "$uid");pid=0x$(printf %x "$p");upcall_target=app" \
+        --json 2>&1)
+    echo "rc=$? $out" | tr '\n' ' ' | cut -c1-1500
+    kill "$p" 2>/dev/null
+    return 0
+}

@@ -32,6 +32,7 @@ scenario() {
         else
             fail "log line names the reason" "${line:-no outcome= line for dave}"
         fi
+        info "dry-run for dave" "$(ours_dry_run dave)"
     else
         info "cifs.upcall log" "$(journal_since -t cifs.upcall | tail -3 | tr '\n' ';')"
     fi
