@@ -69,7 +69,7 @@ def test_hard_limits_never_reach_the_proxy(user: UserFacts, why: str, mode: Mode
     for p in (_policy(mode=mode, socket=SOCK), _policy(explicit)):
         d = _d(p, user)
         assert Step.PROXY not in d.steps and d.socket is None and d.principal is None
-        assert d.no_proxy == why
+        assert d.no_proxy == why and d.excluded
         assert d.steps == (() if mode is Mode.PROXY_ONLY else (Step.LOCAL,))  # fails closed
 
 
@@ -81,6 +81,7 @@ def test_min_uid_is_configurable() -> None:
 def test_no_socket_means_no_proxy() -> None:
     d = _d(_policy(mode=Mode.PROXY_FIRST))
     assert d.steps == (Step.LOCAL,) and d.no_proxy == "no gssproxy socket is configured"
+    assert not d.excluded  # not a denial: nothing to impersonate with
     assert _d(_policy(mode=Mode.PROXY_ONLY)).steps == ()
 
 

@@ -121,13 +121,12 @@ def disabled_user(pt_lab: SambaLab) -> str:
     return "gina"
 
 
-def _kdc_reasons(kdc: str, user: str) -> list[str]:
+def _kdc_reasons(kdc: str) -> list[str]:
+    """reason= of the KDC's refused TGS-REQs."""
     return [
         ln.split("reason=", 1)[1]
         for ln in kdc.splitlines()
-        if (m := _TGS.match(ln))
-        and "reason=" in ln
-        and (f"impersonatee={user}@" in ln or m["status"].startswith("ERR_"))
+        if (m := _TGS.match(ln)) and m["status"].startswith("ERR_") and "reason=" in ln
     ]
 
 
@@ -157,7 +156,7 @@ def test_refusals_are_classified_by_the_s4u_step_that_failed(
         assert (r.doc["outcome"], r.doc["reason"]) == ("failed", reason), (user, r.doc)
         assert f"proxy left {reason}" in r.trail_text()
         assert "no-credentials" in r.doc["hint"]  # the own-ticket failure is kept in the hint
-        assert kdc_reason in _kdc_reasons(lab.kdc_log_since(off), "x"), (user, kdc_reason)
+        assert kdc_reason in _kdc_reasons(lab.kdc_log_since(off)), (user, kdc_reason)
 
 
 def test_samba_417_does_not_protect_protected_users_so_deny_users_must(

@@ -136,7 +136,8 @@ def _policy_trail(d: Decision) -> list[dict[str, str]]:
     order = " then ".join(s.value for s in d.steps) or "nothing"
     out = [Attempt("policy", "note", f"{d.why}: try {order}")]
     if d.no_proxy:
-        out.append(Attempt(Step.PROXY.value, "skipped", d.no_proxy, Reason.POLICY.value))
+        reason = Reason.POLICY.value if d.excluded else ""
+        out.append(Attempt(Step.PROXY.value, "skipped", d.no_proxy, reason))
     return [a.as_dict() for a in out]
 
 
@@ -155,7 +156,7 @@ def _final_error(errors: dict[Step, UpcallError], d: Decision) -> UpcallError:
             hint="own tickets are not used in proxy-only mode: change the policy rule",
         )
     e = errors[Step.LOCAL]
-    if d.no_proxy and d.mode.wants_proxy:
+    if d.excluded:
         return PolicyError(
             e.message,
             hint=f"{e.hint}; impersonation is not used: {d.no_proxy} ({d.why})",

@@ -127,6 +127,7 @@ class Decision:
     principal: str | None  # whom gssproxy impersonates; set iff Step.PROXY is in steps
     why: str  # which rule, for the trail
     no_proxy: str = ""  # why the proxy is not used although the mode wants it
+    excluded: bool = False  # no_proxy is a hard limit on the user (not a missing socket/realm)
 
     @property
     def uses_proxy(self) -> bool:
@@ -176,8 +177,10 @@ def decide(
     steps = _ORDER[mode]
     no_proxy = ""
     principal: str | None = None
+    excluded = False
     if mode.wants_proxy:
         no_proxy = proxy_refusal(policy, user)
+        excluded = bool(no_proxy)
         if not no_proxy and socket is None:
             no_proxy = "no gssproxy socket is configured"
         if not no_proxy:
@@ -188,4 +191,4 @@ def decide(
         steps = tuple(s for s in steps if s is not Step.PROXY)
     if Step.PROXY not in steps:
         socket = None
-    return Decision(mode, steps, socket, principal, f"{why}: {mode.value}", no_proxy)
+    return Decision(mode, steps, socket, principal, f"{why}: {mode.value}", no_proxy, excluded)
