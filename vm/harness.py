@@ -201,6 +201,29 @@ def report(out: Path, helpers: list[str]) -> int:
     return 1 if unexpected else 0
 
 
+# --- cache housekeeping ------------------------------------------------------------------------
+KEEP_RUNS = 10
+
+
+def prune_cache(image: Path) -> None:
+    """Drop images of older recipes (about 600 MB each) and all but the newest KEEP_RUNS runs.
+
+    Kept: the current image, and the newest stage-1 base (the next stage-2 edit reuses it).
+    Only finished images (a MANIFEST) are touched; *.tmp dirs of a build in progress are not.
+    """
+    images = image.parent
+    bases = sorted(images.glob("*-base-*/MANIFEST"), key=lambda p: p.stat().st_mtime)
+    keep = {image.name, *(p.parent.name for p in bases[-1:])}
+    for manifest in images.glob("*/MANIFEST"):
+        d = manifest.parent
+        if d.name not in keep and not d.is_symlink() and not d.name.endswith(".tmp"):
+            log(f"pruning old image {d.name}")
+            shutil.rmtree(d, ignore_errors=True)
+    runs = sorted(p for p in (CACHE / "runs").glob("2*") if p.is_dir())
+    for d in runs[:-KEEP_RUNS]:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 # --- run -----------------------------------------------------------------------------------
 def working_tree_tar(dest: Path) -> int:
     """The project's current working tree (tracked + untracked, minus .gitignore'd) as a tar."""
@@ -277,6 +300,7 @@ def main() -> int:
     image = Path(build.stdout.strip().splitlines()[-1])
     t_build = time.monotonic() - t0
     log(f"image {image.name} ready ({t_build:.0f} s)")
+    prune_cache(image)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rundir = CACHE / "runs" / stamp
