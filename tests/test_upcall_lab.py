@@ -18,7 +18,7 @@ from spnego._spnego import unpack_token
 
 from tests.lab.samba import SambaLab
 from tests.lab.smb_client import DIALECTS, smb_session
-from tests.upcall_driver import caller, description, dry_run
+from tests.upcall_driver import caller, description, dry_run, own_ticket_upcall
 
 pytestmark = pytest.mark.lab
 
@@ -37,11 +37,9 @@ def _own_dir(path: Path, user: str) -> Path:
 def test_file_ccache_from_caller_environment_all_dialects_and_aes256(
     samba_lab: SambaLab, tmp_world: Path
 ) -> None:
-    name, uid = _alice(samba_lab)
+    name = "alice"
     cc = f"FILE:{tmp_world}/cc.alice"
-    samba_lab.kinit(samba_lab.users[name], cc)
-    with caller(samba_lab, name, samba_lab.env(KRB5CCNAME=cc)) as pid:
-        r = dry_run(samba_lab, description(samba_lab, uid, pid), tmp_world)
+    r = own_ticket_upcall(samba_lab, name, tmp_world, cc)
     assert r.ok, r.doc
     assert (r.doc["source"], r.doc["principal"], r.doc["spn"]) == (
         "ccache", "alice@LAB.TEST", "cifs/dc1.lab.test",
@@ -63,11 +61,9 @@ def test_file_ccache_from_caller_environment_all_dialects_and_aes256(
 def test_written_file_is_owned_by_the_user_server_side(
     samba_lab: SambaLab, tmp_world: Path
 ) -> None:
-    name, uid = _alice(samba_lab)
+    name = "alice"
     cc = f"FILE:{tmp_world}/cc.owner"
-    samba_lab.kinit(samba_lab.users[name], cc)
-    with caller(samba_lab, name, samba_lab.env(KRB5CCNAME=cc)) as pid:
-        r = dry_run(samba_lab, description(samba_lab, uid, pid), tmp_world)
+    r = own_ticket_upcall(samba_lab, name, tmp_world, cc)
     assert r.msg is not None
     fname = f"owner-{os.getpid()}-{time.monotonic_ns()}.txt"
     s = smb_session(samba_lab, r.msg.blob, r.msg.session_key, write_path=fname)
@@ -75,12 +71,10 @@ def test_written_file_is_owned_by_the_user_server_side(
 
 
 def test_dir_collection_ccache(samba_lab: SambaLab, tmp_world: Path) -> None:
-    name, uid = _alice(samba_lab)
+    name = "alice"
     d = _own_dir(tmp_world / "ccdir", name)
     cc = f"DIR:{d}"
-    samba_lab.kinit(samba_lab.users[name], cc)
-    with caller(samba_lab, name, samba_lab.env(KRB5CCNAME=cc)) as pid:
-        r = dry_run(samba_lab, description(samba_lab, uid, pid), tmp_world)
+    r = own_ticket_upcall(samba_lab, name, tmp_world, cc)
     assert r.ok and r.doc["principal"] == "alice@LAB.TEST", r.doc
     assert r.msg is not None
     assert smb_session(samba_lab, r.msg.blob, r.msg.session_key).server_user == "alice"
@@ -173,11 +167,9 @@ def test_user_mount_uses_the_keytab(samba_lab: SambaLab, tmp_world: Path) -> Non
 
 
 def test_mskrb5_offers_the_microsoft_oid(samba_lab: SambaLab, tmp_world: Path) -> None:
-    name, uid = _alice(samba_lab)
+    name = "alice"
     cc = f"FILE:{tmp_world}/cc.ms"
-    samba_lab.kinit(samba_lab.users[name], cc)
-    with caller(samba_lab, name, samba_lab.env(KRB5CCNAME=cc)) as pid:
-        r = dry_run(samba_lab, description(samba_lab, uid, pid, sec="mskrb5"), tmp_world)
+    r = own_ticket_upcall(samba_lab, name, tmp_world, cc, sec="mskrb5")
     assert r.ok and r.msg is not None
     assert unpack_token(r.msg.blob).mech_types == ["1.2.840.48018.1.2.2"]
     assert smb_session(samba_lab, r.msg.blob, r.msg.session_key).server_user == "alice"
@@ -255,12 +247,9 @@ def test_caller_running_as_another_uid_is_not_probed(samba_lab: SambaLab, tmp_wo
 
 
 def test_unknown_server_tries_both_spellings(samba_lab: SambaLab, tmp_world: Path) -> None:
-    name, uid = _alice(samba_lab)
+    name = "alice"
     cc = f"FILE:{tmp_world}/cc.unknown"
-    samba_lab.kinit(samba_lab.users[name], cc)
-    with caller(samba_lab, name, samba_lab.env(KRB5CCNAME=cc)) as pid:
-        desc = description(samba_lab, uid, pid, host="nosuch.lab.test")
-        r = dry_run(samba_lab, desc, tmp_world)
+    r = own_ticket_upcall(samba_lab, name, tmp_world, cc, host="nosuch.lab.test")
     assert not r.ok and r.doc["reason"] == "unknown-server-principal", r.doc
     text = r.trail_text()
     assert "cifs/nosuch.lab.test" in text and "CIFS/nosuch.lab.test" in text

@@ -103,3 +103,13 @@ def dry_run(
     doc = json.loads(res.stdout)
     msg = SpnegoMsg.unpack(out.read_bytes()) if out.exists() else None
     return DryRun(doc, msg, res.stderr)
+
+
+def own_ticket_upcall(
+    lab: SambaLab, name: str, workdir: Path, cc: str, *args: str, **desc: Any
+) -> DryRun:
+    """kinit `name` into `cc`, start their process with KRB5CCNAME=cc, dry-run its upcall."""
+    user = lab.users[name]
+    lab.kinit(user, cc)
+    with caller(lab, name, lab.env(KRB5CCNAME=cc)) as pid:
+        return dry_run(lab, description(lab, user.uid, pid, **desc), workdir, *args)
