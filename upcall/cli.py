@@ -202,8 +202,20 @@ def dry_run(a: argparse.Namespace) -> int:
 
 
 def handle_key(serial: int, a: argparse.Namespace) -> int:
+    """Answer the key: instantiate it, or negate it on every other path (even a crash), so
+    the kernel never waits out its own 60 s negative timeout."""
+    answered = False
+    try:
+        answered = _answer_key(serial, a)
+    finally:
+        if not answered:
+            _negate(serial, a.negate_timeout)
+    return 0 if answered else 1
+
+
+def _answer_key(serial: int, a: argparse.Namespace) -> bool:
     from . import keyring, log
-    from .errors import UpcallError
+    from .errors import Reason, UpcallError
     from .origin import check_origin
     from .pipeline import Outcome, run_upcall
     from .request import parse_description
@@ -214,27 +226,19 @@ def handle_key(serial: int, a: argparse.Namespace) -> int:
         check_origin(info)
         req = parse_description(info.description)
     except UpcallError as e:
-        log.emit(
-            syslog.LOG_ERR,
-            log.kv(
-                outcome="refused", key=serial, reason=e.reason.value, error=e.message, hint=e.hint
-            ),
+        refused = log.kv(
+            outcome="refused", key=serial, reason=e.reason.value, error=e.message, hint=e.hint
         )
-        _negate(serial, a.negate_timeout)
-        return 1
+        log.emit(syslog.LOG_ERR, refused)
+        return False
     out: Outcome = run_upcall(req, _options(a))
     if out.ok and out.payload is not None:
         try:
             keyring.instantiate(serial, out.payload)
         except UpcallError as e:
-            from .errors import Reason
-
             out.ok, out.reason, out.message, out.hint = False, Reason.KEYRING, e.message, e.hint
     log.outcome(out, serial)
-    if not out.ok:
-        _negate(serial, a.negate_timeout)
-        return 1
-    return 0
+    return out.ok
 
 
 def _negate(serial: int, timeout: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import syslog
@@ -25,11 +26,17 @@ def setup(*, debug: bool, echo: bool, log_file: str | None = None) -> None:
     syslog.setlogmask(syslog.LOG_UPTO(syslog.LOG_DEBUG if debug else syslog.LOG_INFO))
 
 
+# Values come from the network (GSS/KDC/gssproxy messages) and from the caller (host names):
+# control characters are escaped so nothing can end a log line early or fake another one, and
+# a NUL (which syslog(3) cannot take) never reaches it.
+_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)}
+
+
 def _quote(v: object) -> str:
     s = str(v)
-    if s == "" or any(c in s for c in ' "=\t'):
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return s
+    if s == "" or any(c in s for c in ' "=\t\n'):
+        s = '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return s.translate(_ESCAPES)
 
 
 def kv(**fields: object) -> str:
@@ -37,7 +44,10 @@ def kv(**fields: object) -> str:
 
 
 def emit(priority: int, line: str) -> None:
-    syslog.syslog(priority, line)
+    """Never raises: a logging problem must not keep the key from being answered."""
+    line = line.translate(_ESCAPES)
+    with contextlib.suppress(ValueError, OSError):
+        syslog.syslog(priority, line)
     if _echo:
         print(f"{IDENT}: {line}", file=sys.stderr)
     if _file and (_debug or priority <= syslog.LOG_INFO):
@@ -47,8 +57,11 @@ def emit(priority: int, line: str) -> None:
             fd = os.open(_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
         except OSError:
             return
-        with os.fdopen(fd, "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {IDENT}[{os.getpid()}]: {line}\n")
+        try:
+            with os.fdopen(fd, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {IDENT}[{os.getpid()}]: {line}\n")
+        except OSError:
+            pass
 
 
 def summary(out: Outcome, serial: int | None) -> str:

@@ -60,3 +60,13 @@ def test_classification_folds_unsigned_minor_codes() -> None:
 def test_id_map_translation() -> None:
     m = IdMap.parse("         0      23001          1\n         1     100000      65536\n")
     assert m.to_inside(23001) == 0 and m.to_inside(100005) == 6 and m.to_inside(0) is None
+
+
+def test_log_values_cannot_break_or_forge_lines() -> None:
+    from upcall import log
+
+    line = log.kv(error="gss said\0no\nreason=fake", host="h")
+    assert "\0" not in line and "\n" not in line
+    assert line.startswith('error="gss said\\x00no\\x0areason=fake"')
+    log.setup(debug=False, echo=False)
+    log.emit(3, "a NUL\0 must not raise")  # syslog(3) refuses NULs: emit escapes them
