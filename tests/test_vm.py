@@ -50,7 +50,9 @@ def test_vm_scenarios() -> None:
         pytest.skip(f"VM TESTS NOT RUN: {proc.stderr.strip()}")
     closing = re.findall(r"^vm: (\d+) passed, (\d+) failed", proc.stdout, re.M)
     assert closing, f"vm/run printed no closing line (exit {proc.returncode}):\n{out[-4000:]}"
+    # The whole output is printed above (shown on failure); the message keeps the verdict short.
+    verdict = "\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith("vm: "))
     assert proc.returncode == 0, (
-        f"vm/run exit {proc.returncode}: a scenario expected to pass failed, or the harness "
-        f"failed (2):\n{out[-6000:]}"
+        f"vm/run exit {proc.returncode} (1: a scenario expected to pass failed, 2: harness "
+        f"error):\n{verdict}"
     )
