@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 py=/opt/cifs-upcall/bin
-echo "== ruff";  "$py/ruff" check upcall gssproxy_conf tests vm
+echo "== ruff";  "$py/ruff" check upcall gssproxy_conf tests vm scripts
 echo "== mypy";  "$py/mypy"
 echo "== pytest"
 exec "$py/python" -m pytest -p no:cacheprovider "$@"
