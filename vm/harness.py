@@ -275,6 +275,9 @@ def main() -> int:
     )
     ap.add_argument("--bench-rounds", type=int, default=7)
     ap.add_argument(
+        "--ours-args", default="", help="options for our helper's request-key line, e.g. '-d'"
+    )
+    ap.add_argument(
         "--shell", action="store_true", help="interactive boot (serial console), no scenarios"
     )
     ap.add_argument("--print-key", action="store_true", help="print the image cache key")
@@ -311,6 +314,7 @@ def main() -> int:
     (rundir / "env").write_text(
         f"VM_HELPERS='{args.helpers}'\nVM_SCENARIOS='{args.scenarios}'\n"
         f"VM_BENCH={1 if args.bench else 0}\nVM_BENCH_ROUNDS={args.bench_rounds}\n"
+        f"OURS_ARGS='{args.ours_args}'\n"
     )
     latest = CACHE / "runs" / "latest"
     latest.unlink(missing_ok=True)
@@ -345,11 +349,11 @@ def main() -> int:
             f"serial log: {rundir}/serial.log",
             file=sys.stderr,
         )
-    status = report(out, helpers)
     if (out / "bench.txt").exists():
         print()
         print((out / "bench.txt").read_text())
     log(f"logs: {out}")
+    status = report(out, helpers)  # ends with the closing line "vm: N passed, N failed"
     if rc in (124, 125, 126):
         return 2
     return status

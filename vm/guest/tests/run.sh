@@ -17,6 +17,7 @@ OUT=$VM/out
 export TESTS
 [ -f "$VM/env" ] && . "$VM/env"
 HELPERS=${VM_HELPERS:-stock ours}
+export OURS_ARGS=${OURS_ARGS:-}   # extra options in our helper's request-key line (vm/run --ours-args)
 SCENARIO_TIMEOUT=${VM_SCENARIO_TIMEOUT:-420}
 . "$TESTS/lib.sh"
 

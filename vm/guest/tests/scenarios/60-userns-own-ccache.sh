@@ -1,7 +1,9 @@
 # 6. A process in its own user+mount namespace with its own KRB5CCNAME: that ccache is used, the
 #    host's never. The host's default ccache of uid 2001 holds *bob's* TGT, the namespace's private
 #    ccache (on a tmpfs only that mount namespace sees) holds alice's: the file owner on the server
-#    tells which one the helper used.
+#    tells which one the helper used. The access is made by a process exec'd after the export
+#    (tee): /proc/<pid>/environ, where helpers read KRB5CCNAME, holds only the exec-time
+#    environment, so a shell's own redirection after `export` would not carry it.
 TITLE="user+mount ns with own KRB5CCNAME"
 MODE=own
 
@@ -15,7 +17,7 @@ scenario() {
         mount -t tmpfs -o mode=1777 nstmp /tmp &&
         export KRB5CCNAME=FILE:/tmp/ns-alice.cc &&
         kinit alice@$REALM >/dev/null &&
-        echo \"alice from a namespace via $HELPER\" > /mnt/share/$f &&
+        echo \"alice from a namespace via $HELPER\" | tee /mnt/share/$f >/dev/null &&
         echo ns-ccache: && klist 2>&1'" < "$PWDIR/alice.pw" 2>&1)
     local rc=$?
     if [ $rc = 0 ]; then pass "write from the namespace" "$(echo "$out" | tr '\n' ';' | cut -c1-300)"
@@ -33,6 +35,7 @@ scenario() {
     rm -f "$SRV/s6-rootmap-$HELPER.txt"
     out=$(as_user alice "unshare --map-root-user --mount --propagation private sh -c '
         mount -t tmpfs -o mode=1777 nstmp /tmp && export KRB5CCNAME=FILE:/tmp/ns.cc &&
-        kinit alice@$REALM >/dev/null && echo x > /mnt/share/s6-rootmap-$HELPER.txt'" < "$PWDIR/alice.pw" 2>&1)
+        kinit alice@$REALM >/dev/null && echo x | tee /mnt/share/s6-rootmap-$HELPER.txt >/dev/null'" \
+        < "$PWDIR/alice.pw" 2>&1)
     info "root-mapped userns variant" "rc=$? owner=$(server_owner "s6-rootmap-$HELPER.txt") $(echo "$out" | tr '\n' ';' | cut -c1-200)"
 }
