@@ -10,6 +10,7 @@ from upcall.policy import (
     Match,
     Mode,
     Policy,
+    ProxyKind,
     Rule,
     ServerFacts,
     Step,
@@ -118,3 +119,73 @@ def test_first_matching_rule_wins_and_each_criterion_counts() -> None:
     assert _d(p, UserFacts(1700, "alice")).steps == (Step.LOCAL,)
     other = _d(p, UserFacts(1700, "bob"), ServerFacts("fs2.example.com"))
     assert other.why.startswith("no rule matched") and other.socket == "/s/default"
+
+
+# --- own-keytab sockets: the user's own key, not impersonation -----------------------------------
+
+OWN = "/run/gssproxy/cifs/protected-svc-backup.sock"
+BACKUP = UserFacts(31337, "svc-backup")
+
+
+def _own(mode: Mode = Mode.LOCAL_FIRST, match: Match | None = None) -> Rule:
+    m = match or Match(users=("svc-backup",))
+    return Rule(m, mode, OWN, "f:1", ProxyKind.OWN_KEYTAB)
+
+
+@pytest.mark.parametrize(
+    ("mode", "steps"),
+    [
+        (Mode.LOCAL_FIRST, (Step.LOCAL, Step.PROXY_KEYTAB)),
+        (Mode.PROXY_FIRST, (Step.PROXY_KEYTAB, Step.LOCAL)),
+        (Mode.PROXY_ONLY, (Step.PROXY_KEYTAB,)),
+    ],
+)
+def test_deny_listed_user_gets_own_keytab_socket(mode: Mode, steps: tuple[Step, ...]) -> None:
+    d = _d(_policy(_own(mode), mode=Mode.LOCAL_FIRST, socket=SOCK), BACKUP)
+    assert d.steps == steps and d.socket == OWN and d.proxy is ProxyKind.OWN_KEYTAB
+    assert d.principal == "svc-backup@EXAMPLE.COM" and not d.no_proxy and not d.excluded
+    assert d.proxy_step is Step.PROXY_KEYTAB and d.uses_proxy
+
+
+def test_deny_listed_user_is_still_refused_on_the_impersonating_socket() -> None:
+    # the same user, no own-keytab rule: the defaults' impersonating socket is refused
+    d = _d(_policy(mode=Mode.PROXY_FIRST, socket=SOCK), BACKUP)
+    assert d.steps == (Step.LOCAL,) and d.excluded and d.no_proxy == "svc-backup is in deny_users"
+    # an impersonating rule naming them explicitly cannot lift it either
+    imp = Rule(Match(users=("svc-backup",)), Mode.PROXY_ONLY, SOCK, "f:2", ProxyKind.IMPERSONATE)
+    d = _d(_policy(imp, socket=OWN, proxy=ProxyKind.OWN_KEYTAB), BACKUP)
+    assert d.steps == () and d.proxy_step is Step.PROXY and d.excluded
+
+
+@pytest.mark.parametrize(
+    "user", [UserFacts(999, "daemonish"), BACKUP, UserFacts(500, "svc-backup")]
+)
+def test_own_keytab_ignores_min_uid_and_deny_users(user: UserFacts) -> None:
+    d = _d(_policy(_own(match=Match(uids=(UidRange(1, 99999),)))), user)
+    assert d.steps == (Step.LOCAL, Step.PROXY_KEYTAB) and d.socket == OWN
+
+
+def test_own_keytab_is_never_for_uid_0() -> None:
+    p = _policy(_own(Mode.PROXY_ONLY, Match(uids=(UidRange(0, 99999),))))
+    d = _d(p, UserFacts(0, "root"))
+    assert d.steps == () and d.socket is None and d.principal is None and d.excluded
+    assert d.no_proxy == "uid 0 never gets credentials from gssproxy"
+    assert d.proxy_step is Step.PROXY_KEYTAB
+
+
+def test_own_keytab_nameless_user_needs_a_principal_map_entry() -> None:
+    p = _policy(_own(match=Match(uids=(UidRange(4000, 5000),))))
+    d = _d(p, UserFacts(5000, None))
+    assert d.steps == (Step.LOCAL,) and not d.excluded  # nothing to name: not a denial
+    assert d.no_proxy == "uid 5000 has no login name and no principal_map entry"
+    assert _d(p, UserFacts(4242, None)).principal == "nameless@EXAMPLE.COM"
+
+
+def test_rule_inherits_the_defaults_proxy_kind_and_may_override_it() -> None:
+    inherit = Rule(Match(users=("svc-backup",)), Mode.PROXY_ONLY, None, "f:1")
+    p = _policy(inherit, socket=OWN, proxy=ProxyKind.OWN_KEYTAB)
+    assert _d(p, BACKUP).steps == (Step.PROXY_KEYTAB,)
+    assert _d(p).proxy is ProxyKind.OWN_KEYTAB  # defaults apply to alice too
+    imp = Rule(Match(users=("alice",)), Mode.PROXY_ONLY, SOCK, "f:2", ProxyKind.IMPERSONATE)
+    d = _d(_policy(imp, socket=OWN, proxy=ProxyKind.OWN_KEYTAB))
+    assert d.steps == (Step.PROXY,) and d.socket == SOCK

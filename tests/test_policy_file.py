@@ -9,7 +9,7 @@ import pytest
 
 from upcall import policy_file
 from upcall.errors import BadPolicy, Reason
-from upcall.policy import Mode, ServerFacts, Step, UidRange, UserFacts, decide
+from upcall.policy import Mode, ProxyKind, ServerFacts, Step, UidRange, UserFacts, decide
 
 GOLDEN = Path(__file__).parent / "gssproxy_conf" / "golden"
 
@@ -80,6 +80,29 @@ def test_good_file(root_dir: Path) -> None:
         ("version: 1\nrules:\n- mode: local-only\n  match: {uids: [ten]}\n", 4, "neither a uid"),
         ("version: 1\nprincipal_map:\n  a: not a principal\n", 3, "not a principal name"),
         ("version: 1\ndefaults: {deadline: 0}\n", 2, "seconds"),
+        ("version: 1\ndefaults: {proxy: s4u}\n", 2, "must be one of impersonate, own-keytab"),
+        (
+            "version: 1\nrules:\n- mode: proxy-only\n  proxy: own_keytab\n  match: {users: [a]}\n",
+            4,
+            "rules[1].proxy must be one of impersonate, own-keytab, got 'own_keytab'",
+        ),
+        (
+            "version: 1\nrules:\n- mode: proxy-only\n  proxy: [own-keytab]\n  match: {uids: 1}\n",
+            4,
+            "single value",
+        ),
+        (
+            "version: 1\ndefaults: {socket: /s/imp.sock}\nrules:\n"
+            "- {mode: proxy-only, proxy: own-keytab, match: {users: [a]}}\n",
+            4,
+            "socket /s/imp.sock is proxy: own-keytab here but impersonate in defaults",
+        ),
+        (
+            "version: 1\nrules:\n- {mode: local-first, socket: /s/a, match: {users: [a]}}\n"
+            "- {mode: local-first, socket: /s/a, proxy: own-keytab, match: {users: [b]}}\n",
+            4,
+            "but impersonate in rules[1]",
+        ),
         ("", None, "empty policy file"),
     ],
 )
@@ -91,6 +114,34 @@ def test_errors_name_file_and_line(root_dir: Path, text: str, line: int | None, 
     assert what in msg
     assert msg.startswith(f"{path}:{line}:" if line else f"{path}:")
     assert ei.value.reason is Reason.BAD_POLICY
+
+
+def test_proxy_kind_per_rule_and_defaults(root_dir: Path) -> None:
+    text = (
+        "version: 1\n"
+        "defaults: {mode: local-first, socket: /s/imp.sock}\n"
+        "deny_users: [root, svc-backup]\n"
+        "rules:\n"
+        "  - match: {users: [svc-backup]}\n"
+        "    mode: proxy-first\n"
+        "    socket: /s/own.sock\n"
+        "    proxy: own-keytab\n"
+        "  - match: {users: [alice]}\n"
+        "    mode: proxy-only\n"
+        "    proxy: impersonate\n"
+    )
+    p = policy_file.load(str(_write(root_dir, text)))
+    assert p.defaults.proxy is ProxyKind.IMPERSONATE
+    own, imp = p.rules
+    assert own.proxy is ProxyKind.OWN_KEYTAB and imp.proxy is ProxyKind.IMPERSONATE
+    fs = ServerFacts("fs1")
+    d = decide(p, fs, UserFacts(31337, "svc-backup"), "EXAMPLE.COM")
+    assert d.steps == (Step.PROXY_KEYTAB, Step.LOCAL) and d.socket == "/s/own.sock"
+    d = decide(p, fs, UserFacts(1500, "alice"), "EXAMPLE.COM")
+    assert d.steps == (Step.PROXY,) and d.socket == "/s/imp.sock"
+    own_defaults = "version: 1\ndefaults: {socket: /s/own.sock, proxy: own-keytab}\n"
+    p = policy_file.load(str(_write(root_dir, own_defaults)))
+    assert p.defaults.proxy is ProxyKind.OWN_KEYTAB
 
 
 def test_all_errors_at_once(root_dir: Path) -> None:

@@ -53,6 +53,31 @@ def test_s4u2proxy_hint_names_both_causes() -> None:
     assert "msDS-AllowedToActOnBehalfOfOtherIdentity" in hint
 
 
+@pytest.mark.parametrize(
+    ("minor", "phase", "own", "impersonating"),
+    [
+        # seen on an own-keytab socket: no key for the user in the client_keytab (missing file,
+        # another user's keytab) -> gssproxy falls back to its store ccache: FCC_NOFILE
+        (2598845123, ACQ, Reason.KEYTAB, Reason.NO_CREDENTIALS),
+        (2598844952, ACQ, Reason.KEYTAB, Reason.KEYTAB),  # seen: PREAUTH_FAILED, stale keytab
+        # KDC refusals of the user's own AS/TGS requests are not S4U refusals there
+        (2598844940, ACQ, Reason.KDC_REFUSED, Reason.S4U2SELF_REFUSED),  # KDC_ERR_POLICY
+        (2598844946, ACQ, Reason.KDC_REFUSED, Reason.S4U2SELF_REFUSED),  # CLIENT_REVOKED
+        (2598844941, INIT, Reason.KDC_REFUSED, Reason.S4U2PROXY_REFUSED),  # BADOPTION
+        (PROXY_BASE + 2529638919, INIT, Reason.UNKNOWN_SERVER, Reason.UNKNOWN_SERVER),
+        (PROXY_BASE + errno.EIO, ACQ, Reason.PROXY_NO_SERVICE, Reason.PROXY_NO_SERVICE),
+    ],
+)
+def test_own_keytab_socket_failures(
+    minor: int, phase: ProxyPhase, own: Reason, impersonating: Reason
+) -> None:
+    c = classify_proxy(minor, phase=phase, who="erin@R", spn="cifs/fs", impersonation=False)
+    assert c.reason is own and "{" not in c.hint
+    if own is Reason.KEYTAB:
+        assert "erin@R" in c.hint and "client_keytab" in c.hint
+    assert classify_proxy(minor, phase=phase, who="erin@R").reason is impersonating
+
+
 KRB5_CONF = """\
 # comment
 [libdefaults]

@@ -134,7 +134,25 @@ def proxy_code(minor: int) -> tuple[bool, int]:
     return False, signed(m)
 
 
-def classify_proxy(minor: int, *, phase: ProxyPhase, who: str, spn: str = "") -> Classified:
+# An own-keytab service (no impersonate) that finds no key for the user in its client_keytab
+# falls back to its store ccache, which does not exist either: seen as FCC_NOFILE.
+_NO_CLIENT_KEY = {CC_NOTFOUND, CC_END, FCC_NOFILE, KT_NOTFOUND, KT_END}
+_NO_CLIENT_KEY_HINT = (
+    "gssproxy found no key for {who} in the client_keytab of this socket's service: is the "
+    "keytab there, readable by gssproxy, and does it hold {who} (klist -k)?"
+)
+
+_STALE_CLIENT_KEY_HINT = (
+    "the KDC rejected {who}'s key from the client_keytab of this socket's gssproxy service: "
+    "the password changed since the keytab was exported; export it again"
+)
+
+
+def classify_proxy(
+    minor: int, *, phase: ProxyPhase, who: str, spn: str = "", impersonation: bool = True
+) -> Classified:
+    """`impersonation=False` for an own-keytab service: its KDC refusals concern the user's own
+    AS/TGS requests, so they are classified like own tickets', never as S4U refusals."""
     is_errno, code = proxy_code(minor)
     spn = spn or "the server"
     if minor == 0:
@@ -143,8 +161,12 @@ def classify_proxy(minor: int, *, phase: ProxyPhase, who: str, spn: str = "") ->
         reason, hint = _ERRNO.get(
             code, (Reason.PROXY_UNAVAILABLE, f"gssproxy transport error (errno {code})")
         )
-    elif code in _REFUSALS:
+    elif code in _REFUSALS and impersonation:
         reason, hint = _S4U_HINT[phase]
+    elif code in _NO_CLIENT_KEY and not impersonation and phase is ProxyPhase.ACQUIRE:
+        reason, hint = Reason.KEYTAB, _NO_CLIENT_KEY_HINT
+    elif code == PREAUTH_FAILED and not impersonation:
+        reason, hint = Reason.KEYTAB, _STALE_CLIENT_KEY_HINT
     else:
         reason, hint = _TABLE.get(code, (Reason.GSS_FAILURE, "see the message and gssproxy's log"))
     return Classified(reason, hint.format(who=who, spn=spn), code)

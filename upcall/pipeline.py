@@ -16,7 +16,7 @@ from .errors import DeadlineExceeded, PolicyError, Reason, UnsupportedMech, Upca
 from .identity import Identity, resolve
 from .namespaces import NamespacePlan, plan
 from .payload import SpnegoMsg
-from .policy import Decision, Policy, ServerFacts, Step, UserFacts, decide
+from .policy import Decision, Policy, ProxyKind, ServerFacts, Step, UserFacts, decide
 from .procinfo import IDENTITY, CallerInfo, ns_inodes, read_caller
 from .request import Request, SecType
 from .sources.base import Attempt, SourceToken
@@ -137,15 +137,15 @@ def _policy_trail(d: Decision) -> list[dict[str, str]]:
     out = [Attempt("policy", "note", f"{d.why}: try {order}")]
     if d.no_proxy:
         reason = Reason.POLICY.value if d.excluded else ""
-        out.append(Attempt(Step.PROXY.value, "skipped", d.no_proxy, reason))
+        out.append(Attempt(d.proxy_step.value, "skipped", d.no_proxy, reason))
     return [a.as_dict() for a in out]
 
 
 def _final_error(errors: dict[Step, UpcallError], d: Decision) -> UpcallError:
     """The proxy's failure explains best why the fallback did not help; a policy that kept the
     proxy out turns a local failure into a policy denial with both reasons."""
-    if Step.PROXY in errors:
-        e = errors[Step.PROXY]
+    if d.proxy_step in errors:
+        e = errors[d.proxy_step]
         if Step.LOCAL in errors:
             local = errors[Step.LOCAL]
             e.hint = f"{e.hint} (own credentials: {local.reason.value}: {local.message})"
@@ -157,9 +157,10 @@ def _final_error(errors: dict[Step, UpcallError], d: Decision) -> UpcallError:
         )
     e = errors[Step.LOCAL]
     if d.excluded:
+        what = "impersonation" if d.proxy is ProxyKind.IMPERSONATE else "gssproxy"
         return PolicyError(
             e.message,
-            hint=f"{e.hint}; impersonation is not used: {d.no_proxy} ({d.why})",
+            hint=f"{e.hint}; {what} is not used: {d.no_proxy} ({d.why})",
         )
     return e
 
@@ -212,15 +213,20 @@ def run_upcall(req: Request, opts: Options) -> Outcome:
             try:
                 if left <= 0:
                     raise DeadlineExceeded(f"no time left for the {step.value} source")
-                if step is Step.PROXY:
+                if step.is_proxy:
                     assert decision.principal is not None and decision.socket is not None
                     pplan = proxy.ProxyPlan(
-                        req.host, req.ip, opts.trust_dns, decision.principal, decision.socket
+                        req.host,
+                        req.ip,
+                        opts.trust_dns,
+                        decision.principal,
+                        decision.socket,
+                        decision.proxy,
                     )
                     # A hung gssproxy makes the interposer wait 15 s per retry: the child is
                     # killed at its own deadline, never later than the upcall's.
                     budget = min(left, pol.defaults.deadline or left)
-                    res = child.run(partial(proxy.run, pplan), budget, "gssproxy (impersonation)")
+                    res = child.run(partial(proxy.run, pplan), budget, pplan.label)
                 else:
                     lplan = _local_plan(req, uid, opts, caller, ns, ident)
                     res = child.run(partial(local.run, lplan), left, "local credential search")

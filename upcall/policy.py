@@ -3,9 +3,14 @@
 The policy file (policy_file.py) is turned into a `Policy`; `decide()` matches the request's
 server and user against its rules (first match wins, then `defaults`) and returns the ordered
 sources. The hard limits are applied here and nowhere else, so they cannot be configured away
-by a rule: uid 0, uids below `min_uid` and `deny_users` never get a proxy source, and neither
-does a user with no login name and no `principal_map` entry (gssproxy would be asked for a
+by a rule: uid 0, uids below `min_uid` and `deny_users` are never impersonated, and neither
+is a user with no login name and no `principal_map` entry (gssproxy would be asked for a
 principal we cannot vouch for).
+
+A socket either impersonates (`proxy: impersonate`: S4U2Self + S4U2Proxy with the client's
+keytab) or serves users their own credentials from a client keytab (`proxy: own-keytab`: an
+AS exchange with the user's own key, no S4U). Only impersonation is limited as above; an
+own-keytab socket is refused only for uid 0, so deny-listed (protected) users can use theirs.
 """
 
 from __future__ import annotations
@@ -27,12 +32,29 @@ class Mode(enum.Enum):
         return self is not Mode.LOCAL_ONLY
 
 
+class ProxyKind(enum.Enum):
+    """What the gssproxy service behind a socket does with the principal the helper names."""
+
+    IMPERSONATE = "impersonate"  # S4U2Self + S4U2Proxy with the client's keytab
+    OWN_KEYTAB = "own-keytab"  # the user's own key from a client keytab (AS exchange), no S4U
+
+
 class Step(enum.Enum):
     """A credential source the pipeline runs in its own child."""
 
     LOCAL = "local"  # the caller's own ccache, then the keytab for user= mounts
     PROXY = "proxy"  # gssproxy: S4U2Self + S4U2Proxy with the client's keytab
+    PROXY_KEYTAB = "proxy-keytab"  # gssproxy: the user's own keytab, not impersonation
 
+    @property
+    def is_proxy(self) -> bool:
+        return self is not Step.LOCAL
+
+
+PROXY_STEP: dict[ProxyKind, Step] = {
+    ProxyKind.IMPERSONATE: Step.PROXY,
+    ProxyKind.OWN_KEYTAB: Step.PROXY_KEYTAB,
+}
 
 _ORDER: dict[Mode, tuple[Step, ...]] = {
     Mode.LOCAL_ONLY: (Step.LOCAL,),
@@ -83,6 +105,7 @@ class Rule:
     mode: Mode
     socket: str | None  # None: defaults.socket
     where: str = ""  # "file:line", for the trail and errors
+    proxy: ProxyKind | None = None  # None: defaults.proxy
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,7 @@ class Defaults:
     min_uid: int = DEFAULT_MIN_UID
     deadline: float | None = None  # cap for the proxy child, within the upcall's deadline
     socket: str | None = None
+    proxy: ProxyKind = ProxyKind.IMPERSONATE
 
 
 @dataclass(frozen=True)
@@ -123,15 +147,21 @@ class UserFacts:
 class Decision:
     mode: Mode  # as configured for this server and user
     steps: tuple[Step, ...]  # what actually runs, in order; may be empty (fails closed)
-    socket: str | None  # set iff Step.PROXY is in steps
-    principal: str | None  # whom gssproxy impersonates; set iff Step.PROXY is in steps
+    socket: str | None  # set iff a proxy step is in steps
+    principal: str | None  # whom gssproxy names (impersonates or uses the keytab of); ditto
     why: str  # which rule, for the trail
     no_proxy: str = ""  # why the proxy is not used although the mode wants it
     excluded: bool = False  # no_proxy is a hard limit on the user (not a missing socket/realm)
+    proxy: ProxyKind = ProxyKind.IMPERSONATE  # what the socket does (the rule's or defaults')
+
+    @property
+    def proxy_step(self) -> Step:
+        """The proxy step this decision runs, or would have run had the proxy been allowed."""
+        return PROXY_STEP[self.proxy]
 
     @property
     def uses_proxy(self) -> bool:
-        return Step.PROXY in self.steps
+        return any(s.is_proxy for s in self.steps)
 
 
 def _first_rule(policy: Policy, server: ServerFacts, user: UserFacts) -> Rule | None:
@@ -141,10 +171,15 @@ def _first_rule(policy: Policy, server: ServerFacts, user: UserFacts) -> Rule | 
     return None
 
 
-def proxy_refusal(policy: Policy, user: UserFacts) -> str:
-    """Why `user` may never be impersonated, or "" (the hard limits; rules cannot lift them)."""
+def proxy_refusal(policy: Policy, user: UserFacts, kind: ProxyKind = ProxyKind.IMPERSONATE) -> str:
+    """Why `user` may never use a `kind` socket, or "" (the hard limits; rules cannot lift
+    them). Own credentials from a keytab are not impersonation: only uid 0 is refused there."""
     if user.uid == 0:
+        if kind is ProxyKind.OWN_KEYTAB:
+            return "uid 0 never gets credentials from gssproxy"
         return "uid 0 is never impersonated"
+    if kind is ProxyKind.OWN_KEYTAB:
+        return ""
     if user.uid < policy.defaults.min_uid:
         return f"uid {user.uid} is below min_uid {policy.defaults.min_uid}"
     if user.name is not None and user.name in policy.deny_users:
@@ -168,27 +203,34 @@ def principal_for(policy: Policy, user: UserFacts, default_realm: str | None) ->
 def decide(
     policy: Policy, server: ServerFacts, user: UserFacts, default_realm: str | None
 ) -> Decision:
+    d = policy.defaults
     rule = _first_rule(policy, server, user)
     if rule is not None:
-        mode, socket, why = rule.mode, rule.socket or policy.defaults.socket, f"rule {rule.where}"
+        mode, socket, why = rule.mode, rule.socket or d.socket, f"rule {rule.where}"
+        kind = rule.proxy or d.proxy
     else:
-        mode, socket = policy.defaults.mode, policy.defaults.socket
+        mode, socket, kind = d.mode, d.socket, d.proxy
         why = f"no rule matched: defaults of {policy.origin}"
-    steps = _ORDER[mode]
+    step = PROXY_STEP[kind]
+    steps = tuple(step if s is Step.PROXY else s for s in _ORDER[mode])
     no_proxy = ""
     principal: str | None = None
     excluded = False
     if mode.wants_proxy:
-        no_proxy = proxy_refusal(policy, user)
+        no_proxy = proxy_refusal(policy, user, kind)
         excluded = bool(no_proxy)
         if not no_proxy and socket is None:
             no_proxy = "no gssproxy socket is configured"
         if not no_proxy:
             principal = principal_for(policy, user, default_realm)
-            if principal is None:
+            if principal is None and user.name is None:
+                no_proxy = f"uid {user.uid} has no login name and no principal_map entry"
+            elif principal is None:
                 no_proxy = "no default realm to name the user's principal in (krb5.conf)"
     if no_proxy:
-        steps = tuple(s for s in steps if s is not Step.PROXY)
-    if Step.PROXY not in steps:
+        steps = tuple(s for s in steps if not s.is_proxy)
+    if not any(s.is_proxy for s in steps):
         socket = None
-    return Decision(mode, steps, socket, principal, f"{why}: {mode.value}", no_proxy, excluded)
+    return Decision(
+        mode, steps, socket, principal, f"{why}: {mode.value}", no_proxy, excluded, kind
+    )

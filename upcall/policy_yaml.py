@@ -15,7 +15,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import BadPolicy
-from .policy import DEFAULT_MIN_UID, Defaults, Match, Mode, Policy, Rule, UidRange
+from .policy import DEFAULT_MIN_UID, Defaults, Match, Mode, Policy, ProxyKind, Rule, UidRange
 
 VERSION = 1
 SUN_PATH_MAX = 107  # longer socket paths are silently truncated by gssproxy and the interposer
@@ -106,6 +106,17 @@ def _mode(n: Node, err: _Errors, what: str) -> Mode | None:
         return None
 
 
+def _proxy(n: Node, err: _Errors, what: str) -> ProxyKind | None:
+    v = _str(n, err, what)
+    if v is None:
+        return None
+    try:
+        return ProxyKind(v)
+    except ValueError:
+        err.at(n, f"{what} must be one of {', '.join(k.value for k in ProxyKind)}, got {v!r}")
+        return None
+
+
 def _socket(n: Node, err: _Errors, what: str) -> str | None:
     v = _str(n, err, what)
     if v is None:
@@ -149,16 +160,18 @@ def _principal(n: Node, err: _Errors, what: str) -> str | None:
 
 
 def _defaults(n: Node, err: _Errors) -> Defaults:
-    m = _mapping(n, err, "defaults", {"mode", "min_uid", "deadline", "socket"}) or {}
+    m = _mapping(n, err, "defaults", {"mode", "min_uid", "deadline", "socket", "proxy"}) or {}
     mode = _mode(m["mode"], err, "defaults.mode") if "mode" in m else None
     min_uid = _int(m["min_uid"], err, "defaults.min_uid", 1) if "min_uid" in m else None
     deadline = _seconds(m["deadline"], err, "defaults.deadline") if "deadline" in m else None
     socket = _socket(m["socket"], err, "defaults.socket") if "socket" in m else None
+    proxy = _proxy(m["proxy"], err, "defaults.proxy") if "proxy" in m else None
     return Defaults(
         mode=mode or Mode.LOCAL_FIRST,
         min_uid=min_uid or DEFAULT_MIN_UID,
         deadline=deadline,
         socket=socket,
+        proxy=proxy or ProxyKind.IMPERSONATE,
     )
 
 
@@ -199,7 +212,7 @@ def _rules(n: Node, err: _Errors, path: str) -> tuple[Rule, ...]:
     out: list[Rule] = []
     for i, rn in enumerate(n.value, 1):
         what = f"rules[{i}]"
-        m = _mapping(rn, err, what, {"match", "mode", "socket"})
+        m = _mapping(rn, err, what, {"match", "mode", "socket", "proxy"})
         if m is None:
             continue
         if "match" not in m or "mode" not in m:
@@ -207,11 +220,31 @@ def _rules(n: Node, err: _Errors, path: str) -> tuple[Rule, ...]:
             continue
         mode = _mode(m["mode"], err, f"{what}.mode")
         socket = _socket(m["socket"], err, f"{what}.socket") if "socket" in m else None
+        proxy = _proxy(m["proxy"], err, f"{what}.proxy") if "proxy" in m else None
         match = _match(m["match"], err, f"{what}.match")
         if mode is None:
             continue
-        out.append(Rule(match, mode, socket, f"{path}:{rn.start_mark.line + 1}"))
+        out.append(Rule(match, mode, socket, f"{path}:{rn.start_mark.line + 1}", proxy))
     return tuple(out)
+
+
+def _one_kind_per_socket(defaults: Defaults, rules: tuple[Rule, ...], err: _Errors) -> None:
+    """A socket is served by one gssproxy service, which either impersonates or does not: a
+    policy that says both about one path is wrong somewhere (and an own-keytab rule aimed at
+    an impersonating service would let deny-listed users be impersonated)."""
+    kinds: dict[str, tuple[ProxyKind, str]] = {}
+    if defaults.socket is not None:
+        kinds[defaults.socket] = (defaults.proxy, "defaults")
+    for i, r in enumerate(rules, 1):
+        socket, kind = r.socket or defaults.socket, r.proxy or defaults.proxy
+        if socket is None:
+            continue
+        seen = kinds.setdefault(socket, (kind, f"rules[{i}] ({r.where})"))
+        if seen[0] is not kind:
+            err.items.append(
+                f"{r.where}: rules[{i}]: socket {socket} is proxy: {kind.value} here but "
+                f"{seen[0].value} in {seen[1]}; one socket is one gssproxy service"
+            )
 
 
 def parse(text: str, path: str) -> Policy:
@@ -237,6 +270,7 @@ def parse(text: str, path: str) -> Policy:
     deny = _list(top["deny_users"], err, "deny_users", _str) if "deny_users" in top else ()
     pmap = _principal_map(top["principal_map"], err) if "principal_map" in top else {}
     rules = _rules(top["rules"], err, path) if "rules" in top else ()
+    _one_kind_per_socket(defaults, rules, err)
     if err.items:
         raise BadPolicy("; ".join(err.items))
     return Policy(defaults, frozenset(deny), pmap, rules, origin=path)

@@ -10,7 +10,8 @@ from typing import Any
 class SourceKind(enum.Enum):
     CCACHE = "ccache"
     KEYTAB = "keytab"
-    PROXY = "proxy"
+    PROXY = "proxy"  # gssproxy impersonated the user (S4U2Self + S4U2Proxy)
+    PROXY_KEYTAB = "proxy-keytab"  # gssproxy used the user's own keytab (not impersonation)
 
 
 @dataclass(frozen=True)

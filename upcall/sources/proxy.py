@@ -6,6 +6,11 @@ names the user as a Kerberos principal; gssproxy does S4U2Self at acquire and S4
 init, with the client keytab it holds. The policy (policy.py) already decided that this user
 may be impersonated for this server; nothing here widens that.
 
+An own-keytab socket (ProxyKind.OWN_KEYTAB, e.g. a protected user's service) is driven the same
+way, but its service has no `impersonate`: gssproxy gets the user's TGT with the user's own key
+from its `client_keytab` (AS exchange) and a service ticket with it. The token is reported as
+source `proxy-keytab`, not impersonated, and KDC refusals are not S4U refusals there.
+
 The interposer reads GSS_USE_PROXY and GSSPROXY_BEHAVIOR once, at libgssapi's first call, so
 they are set before gssapi is imported. KRB5CCNAME=MEMORY: keeps the interposer from writing its
 X-GSSPROXY entry into any file ccache (it would wipe a FILE cache: krb5_cc_initialize).
@@ -19,12 +24,12 @@ from dataclasses import dataclass
 
 from ..classify import ProxyPhase, classify_proxy
 from ..errors import CredentialError, Reason, UpcallError
+from ..policy import ProxyKind
 from ..request import IPAddress
 from ..spn import SystemResolver, candidates
 from .base import Attempt, SourceKind, SourceToken
 
 PROXY_CCACHE = "MEMORY:cifs-upcall-proxy"
-KIND = SourceKind.PROXY.value
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,26 @@ class ProxyPlan:
     trust_dns: bool
     principal: str
     socket: str
+    kind: ProxyKind = ProxyKind.IMPERSONATE
+
+    @property
+    def impersonates(self) -> bool:
+        return self.kind is ProxyKind.IMPERSONATE
+
+    @property
+    def source(self) -> SourceKind:
+        return SourceKind.PROXY if self.impersonates else SourceKind.PROXY_KEYTAB
+
+    @property
+    def label(self) -> str:
+        """The child's name in deadline and crash messages."""
+        return "gssproxy (impersonation)" if self.impersonates else "gssproxy (own keytab)"
+
+    def how(self, phase: ProxyPhase) -> str:
+        """What gssproxy did with the KDC in `phase`, for the trail."""
+        if phase is ProxyPhase.ACQUIRE:
+            return "S4U2Self" if self.impersonates else "own keytab, no S4U"
+        return "S4U2Proxy" if self.impersonates else "own TGT"
 
 
 def check_socket_dir(socket: str) -> None:
@@ -65,8 +90,11 @@ def _interpose(socket: str) -> None:
     )
 
 
-def _failure(e: object, phase: ProxyPhase, who: str, spn: str, what: str) -> UpcallError:
-    c = classify_proxy(getattr(e, "min_code", 0) or 0, phase=phase, who=who, spn=spn)
+def _failure(e: object, plan: ProxyPlan, phase: ProxyPhase, spn: str, what: str) -> UpcallError:
+    minor = getattr(e, "min_code", 0) or 0
+    c = classify_proxy(
+        minor, phase=phase, who=plan.principal, spn=spn, impersonation=plan.impersonates
+    )
     gen = getattr(e, "gen_message", None)
     text = gen() if callable(gen) else str(e)
     return CredentialError(f"{what}: {text}", hint=c.hint, reason=c.reason)
@@ -82,7 +110,7 @@ def run(plan: ProxyPlan) -> dict[str, object]:
 
         from .. import gss
 
-        who = plan.principal
+        who, kind = plan.principal, plan.source.value
         try:
             creds = gssapi.Credentials(
                 name=gssapi.Name(who, gssapi.NameType.kerberos_principal),
@@ -90,10 +118,11 @@ def run(plan: ProxyPlan) -> dict[str, object]:
                 mechs=[gss.KRB5],
             )
         except gssapi.exceptions.GSSError as e:
-            f = _failure(e, ProxyPhase.ACQUIRE, who, "", f"gssproxy ({plan.socket}) for {who}")
-            trail.append(Attempt(KIND, "failed", f.message, f.reason.value))
+            f = _failure(e, plan, ProxyPhase.ACQUIRE, "", f"gssproxy ({plan.socket}) for {who}")
+            trail.append(Attempt(kind, "failed", f.message, f.reason.value))
             raise f from e
-        trail.append(Attempt(KIND, "note", f"{who} via {plan.socket} (S4U2Self)"))
+        how = plan.how(ProxyPhase.ACQUIRE)
+        trail.append(Attempt(kind, "note", f"{who} via {plan.socket} ({how})"))
         last: UpcallError | None = None
         spns = candidates(plan.host, plan.ip, trust_dns=plan.trust_dns, resolver=SystemResolver())
         for spn in spns:
@@ -101,16 +130,17 @@ def run(plan: ProxyPlan) -> dict[str, object]:
                 tok = gss.initiate(spn, creds, who=who)
             except gss.GssFailure as e:
                 cause = e.__cause__
-                f = _failure(cause, ProxyPhase.INIT, who, spn.principal, f"{spn.principal}")
-                trail.append(Attempt(KIND, "failed", f.message, f.reason.value))
+                f = _failure(cause, plan, ProxyPhase.INIT, spn.principal, f"{spn.principal}")
+                trail.append(Attempt(kind, "failed", f.message, f.reason.value))
                 last = f
                 if f.reason is not Reason.UNKNOWN_SERVER:
                     raise f from e
                 continue
-            trail.append(Attempt(KIND, "ok", f"{tok.principal} for {tok.spn} (S4U2Proxy)"))
+            how = plan.how(ProxyPhase.INIT)
+            trail.append(Attempt(kind, "ok", f"{tok.principal} for {tok.spn} ({how})"))
             st = SourceToken(
-                SourceKind.PROXY, tok.token, tok.session_key, tok.enctype, tok.principal,
-                tok.spn, impersonated=True,
+                plan.source, tok.token, tok.session_key, tok.enctype, tok.principal,
+                tok.spn, impersonated=plan.impersonates,
             )  # fmt: skip
             return {"token": st.to_json(), "trail": [a.as_dict() for a in trail]}
         raise last or CredentialError(
