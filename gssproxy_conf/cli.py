@@ -37,9 +37,14 @@ exit codes: 0 ok, 1 differences/findings, 2 invalid input, 3 refused, 4 I/O erro
 
 
 def _load(path: str) -> Config:
+    from .errors import Problem
     from .schema import load_file
 
-    return load_file(path)
+    warnings: list[Problem] = []
+    config = load_file(path, warnings)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return config
 
 
 def _report_states(states: list[FileState], dry_run: bool) -> None:

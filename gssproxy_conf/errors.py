@@ -19,6 +19,8 @@ class Code(enum.Enum):
     NOT_OWNED = "E-NOT-OWNED"
     EDITED = "E-EDITED"
     IO = "E-IO"
+    # warnings: the input is valid and is rendered, but part of it cannot work as written
+    BELOW_MIN_UID = "W-MIN-UID"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,13 @@ class Mode(enum.Enum):
     PROXY_ONLY = "proxy-only"
 
 
+class ProxyKind(enum.Enum):
+    """Helper policy: what the gssproxy service behind a rule's socket does (``proxy``)."""
+
+    IMPERSONATE = "impersonate"  # the SMB service: S4U2Self + S4U2Proxy
+    OWN_KEYTAB = "own-keytab"  # a protected user's service: their own client keytab
+
+
 class KdcFlavor(enum.Enum):
     """Samba's KDC wants a forwardable S4U2Self ticket even for RBCD; Windows does not."""
 

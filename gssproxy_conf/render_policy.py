@@ -7,7 +7,15 @@ Shape rendered::
     defaults: {mode, min_uid, deadline}
     deny_users: [root, <protected users>]     # never impersonated
     principal_map: {local account: principal}
-    rules: [{match: {servers, realm, users, uids}, mode, socket}]   # first match wins
+    rules:                                    # first match wins
+      - {match: {servers, realm, users, uids}, mode, socket, proxy: own-keytab}  # per protected
+      - {match: {servers, realm, users, uids}, mode, socket, proxy: impersonate} # local_users
+      - {match: {servers, realm}, mode, socket, proxy: impersonate}              # everyone else
+
+A protected user's rule points at their own gssproxy service (``client_keytab`` with their
+key, no ``impersonate``): ``proxy: own-keytab`` tells the helper that this is their own
+credential, not impersonation, so deny_users does not keep them from it; deny_users still keeps
+every impersonating rule away from them.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from .model import Config, Mode
+from .model import Config, Mode, ProxyKind
 from .rendered import Kind, Rendered
 
 POLICY_VERSION = 1
@@ -32,14 +40,17 @@ def policy_data(c: Config) -> dict[str, Any]:
                       "uids": [str(u.uid)]},
             "mode": c.smb.policy.value,
             "socket": str(c.protected_socket(u)),
+            "proxy": ProxyKind.OWN_KEYTAB.value,
         })
     general: dict[str, Any] = {"match": {"servers": servers, "realm": c.realm}}
     if c.smb.impersonate:
-        general.update(mode=c.smb.policy.value, socket=str(c.smb.socket))
+        general.update(mode=c.smb.policy.value, socket=str(c.smb.socket),
+                       proxy=ProxyKind.IMPERSONATE.value)
     else:
         general["mode"] = Mode.LOCAL_ONLY.value
     if c.local_users:
-        # listed explicitly so that accounts below min_uid (system-range uids) still match
+        # the mapped accounts, spelled out for the reader; min_uid still applies to them (a
+        # hard limit in the helper: schema.warnings flags entries below it)
         mapped = dict(general)
         mapped["match"] = {**general["match"], "users": [u.name for u in c.local_users],
                            "uids": [str(u.uid) for u in c.local_users]}

@@ -317,8 +317,9 @@ TOP_KEYS = {"version", "realm", "client", "delegation", "smb", "nfs", "protected
             "local_users", "automount", "helper", "ad"}
 
 
-def build(root: YNode) -> m.Config:
-    """Validate a loaded tree; raise ``ConfigError`` listing every problem."""
+def build(root: YNode, warnings: list[Problem] | None = None) -> m.Config:
+    """Validate a loaded tree; raise ``ConfigError`` listing every problem. Parts that are
+    valid but cannot work as written are appended to ``warnings`` (if given)."""
     problems: list[Problem] = []
     top = _Section(root, "top level", TOP_KEYS, problems)
     top.get("version", _int_in(1, 1, "version 1"), 1)
@@ -350,6 +351,8 @@ def build(root: YNode) -> m.Config:
         problems.extend(_cross_checks(config, top))
     if problems:
         raise ConfigError(sorted(problems, key=_line_order))
+    if warnings is not None:
+        warnings.extend(_warnings(config, top))
     return config
 
 
@@ -449,12 +452,28 @@ def _cross_checks(c: m.Config, top: _Section) -> list[Problem]:
     return out
 
 
-def load(text: str, path: str = "<string>") -> m.Config:
-    """YAML text -> validated model (or ``ConfigError``)."""
-    return build(load_text(text, path))
+def _warnings(c: m.Config, top: _Section) -> list[Problem]:
+    """Valid input that the helper will not act on as the author probably expects."""
+    out: list[Problem] = []
+    for i, u in enumerate(c.local_users):
+        if c.smb.impersonate and u.uid < c.smb.min_uid:
+            out.append(Problem(
+                Code.BELOW_MIN_UID,
+                f"local user {u.name} (uid {u.uid}) is below smb.min_uid {c.smb.min_uid}: "
+                "cifs-upcall never impersonates below min_uid (a hard limit no rule lifts), so "
+                f"only the name mapping for own tickets is used. To impersonate {u.name}, set "
+                f"smb.min_uid: {u.uid} (every uid from {u.uid} up may then be impersonated) "
+                "or give the account a uid >= min_uid; to serve it from its own keytab "
+                "instead, list it under protected_users", _at(top, "local_users", i, "uid")))
+    return out
 
 
-def load_file(path: str) -> m.Config:
+def load(text: str, path: str = "<string>", warnings: list[Problem] | None = None) -> m.Config:
+    """YAML text -> validated model (or ``ConfigError``); see ``build`` for ``warnings``."""
+    return build(load_text(text, path), warnings)
+
+
+def load_file(path: str, warnings: list[Problem] | None = None) -> m.Config:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -464,4 +483,4 @@ def load_file(path: str) -> m.Config:
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(Code.YAML_SYNTAX, f"not UTF-8 ({exc.reason})",
                                    Location(path, 1))]) from None
-    return load(text, path)
+    return load(text, path, warnings)

@@ -207,15 +207,20 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 def test_accepts_what_gssproxy_conf_renders(golden: Path) -> None:
     p = policy_file.parse(golden.read_text(), str(golden))
     assert p.rules and "root" in p.deny_users
-    # protected users are deny-listed: their generated rule never sends them to gssproxy
-    for rule in p.rules:
-        for name in rule.match.users:
-            if name in p.deny_users:
-                uid = rule.match.uids[0].first
-                d = decide(
-                    p,
-                    ServerFacts(rule.match.servers[0], rule.match.realms[0]),
-                    UserFacts(uid, name),
-                    "EXAMPLE.COM",
-                )
-                assert not d.uses_proxy and d.no_proxy == f"{name} is in deny_users"
+    protected = [r for r in p.rules if r.proxy is ProxyKind.OWN_KEYTAB]
+    assert protected
+    # protected users are deny-listed, yet their own rule sends them to their own-keytab
+    # socket; no impersonating rule ever reaches them
+    for rule in protected:
+        [name] = rule.match.users
+        assert name in p.deny_users
+        server = ServerFacts(rule.match.servers[0], rule.match.realms[0])
+        user = UserFacts(rule.match.uids[0].first, name)
+        d = decide(p, server, user, "EXAMPLE.COM")
+        assert set(d.steps) == {Step.LOCAL, Step.PROXY_KEYTAB} and d.socket == rule.socket
+        assert d.principal == f"{name}@EXAMPLE.COM"
+        impersonating = policy_file.parse(
+            golden.read_text().replace("proxy: own-keytab", "proxy: impersonate"), str(golden)
+        )
+        d = decide(impersonating, server, user, "EXAMPLE.COM")
+        assert d.steps == (Step.LOCAL,) and d.no_proxy == f"{name} is in deny_users"

@@ -14,7 +14,7 @@ import yaml
 from gssproxy_conf import render_gssproxy as rg
 from gssproxy_conf.gssproxy_ini import parse
 from gssproxy_conf.marker import Ownership, ownership, strip
-from gssproxy_conf.model import Config, Mode
+from gssproxy_conf.model import Config, Mode, ProxyKind
 from gssproxy_conf.plan import Plan
 
 
@@ -80,6 +80,8 @@ def readback(p: Plan, policy_path: PurePosixPath) -> dict[str, Any]:
                                                                   "keytab"),
                       "principal": s.first("krb5_principal")}
         assert general["socket"] == s.first("socket")
+        assert general["proxy"] == ProxyKind.IMPERSONATE.value
+        assert s.first("impersonate") == "yes"
     nfs = _body(p, rg.NFS_FILE)
     if nfs is None:
         out["nfs"] = None
@@ -102,6 +104,8 @@ def readback(p: Plan, policy_path: PurePosixPath) -> dict[str, Any]:
             "keytab": _store(s.values("cred_store"), "client_keytab"),
             "principal": s.first("krb5_principal"), "socket": s.first("socket")})
         assert rule["match"]["users"] == [out["protected"][-1]["name"]]
+        # their own keytab, not impersonation; deny-listed so no impersonating rule reaches them
+        assert rule["proxy"] == ProxyKind.OWN_KEYTAB.value
         assert out["protected"][-1]["name"] in pol["deny_users"]
     mapped = pol["rules"][-2]["match"] if pol["principal_map"] else {"users": [], "uids": []}
     out["local"] = [{"name": n, "uid": int(u), "principal": pol["principal_map"][n]}

@@ -159,3 +159,31 @@ def test_cli_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert f"{src}:2:" in err and "relative" in err and "nothing was written" in err
     assert not out.exists()
+
+
+def test_local_user_below_min_uid_is_a_warning_with_file_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The helper never impersonates below min_uid (a hard limit): say so, and what to change."""
+    text = GOOD + (
+        "local_users:\n"
+        "  - {name: labuser, uid: 1101, principal: a@EXAMPLE.COM}\n"
+        "  - {name: oldsys, uid: 101, principal: b@EXAMPLE.COM}\n"
+    )
+    warnings: list[schema.Problem] = []
+    c = schema.load(text, "in.yaml", warnings)
+    assert [u.uid for u in c.local_users] == [1101, 101]  # still rendered (name mapping)
+    [w] = warnings
+    assert w.code is Code.BELOW_MIN_UID and str(w.location).startswith("in.yaml:7:")
+    assert "uid 101) is below smb.min_uid 1000" in w.message
+    assert "set smb.min_uid: 101" in w.message and "protected_users" in w.message
+    src = tmp_path / "in.yaml"
+    src.write_text(text)
+    assert cli.main(["generate", str(src)]) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert f"warning: {src}:7:" in err and "W-MIN-UID" in err
+    # lowered floor, or no impersonation at all: nothing to warn about
+    for fix in ("smb:\n  min_uid: 101\n  servers:", "smb:\n  impersonate: false\n  servers:"):
+        warnings.clear()
+        schema.load(text.replace("smb:\n  servers:", fix), "in.yaml", warnings)
+        assert warnings == []
