@@ -77,24 +77,28 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def _config(lab: SambaLab, client: str, keytab: Path, socket: Path) -> str:
+def _config(lab: SambaLab, client: str, keytab: Path, socket: Path, extra: str) -> str:
     return (
         f"realm: {lab.realm}\n"
         f"client: {{principal: '{client}', keytab: {keytab}}}\n"
         f"smb: {{servers: [{lab.fqdn}], socket: {socket}, policy: local-first, deadline: 8}}\n"
         "nfs: {impersonate: false}\n"
         f"ad: {{account_uac: {{'{client}': 16781312}}}}\n"
+        f"{extra}"
     )
 
 
 @contextmanager
-def gssproxy_rig(lab: SambaLab, client: str, keytab: Path, work: Path) -> Iterator[Rig]:
-    """gssproxy with the generated cifs-upcall service for `client`; the generated policy."""
+def gssproxy_rig(
+    lab: SambaLab, client: str, keytab: Path, work: Path, extra: str = ""
+) -> Iterator[Rig]:
+    """gssproxy with the generated cifs-upcall service for `client`; the generated policy.
+    `extra` is appended to the generator's input (e.g. protected_users)."""
     # A short path (sun_path is 108 bytes) outside /run (gssproxy's /run is private).
     sockdir = Path(tempfile.mkdtemp(prefix="cup-gp-", dir="/tmp"))
     socket = sockdir / "cifs" / "cifs.sock"
     try:
-        cfg = schema.load(_config(lab, client, keytab, socket), "proxy-rig.yaml")
+        cfg = schema.load(_config(lab, client, keytab, socket, extra), "proxy-rig.yaml")
         root = work / "root"
         apply(plan.build(cfg), root)
         policy = root / "etc/cifs-upcall/policy.yaml"
