@@ -89,8 +89,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .plan import build
 
     plan = build(_load(args.file))
-    states = apply(plan, Path(args.root), dry_run=args.dry_run,
-                   force_edited=args.force_edited)
+    states = apply(plan, Path(args.root), dry_run=args.dry_run, force_edited=args.force_edited)
     _report_states(states, args.dry_run)
     for note in plan.notes:
         print(f"next: {note}", file=sys.stderr)
@@ -123,8 +122,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .check import Severity, lint_paths
 
     directory = Path(args.directory)
-    main = Path(args.main) if args.main else (
-        directory / "gssproxy.conf" if (directory / "gssproxy.conf").exists() else None)
+    main = (
+        Path(args.main)
+        if args.main
+        else (directory / "gssproxy.conf" if (directory / "gssproxy.conf").exists() else None)
+    )
     if not directory.is_dir():
         print(f"gssproxy-conf: {directory}: not a directory", file=sys.stderr)
         return EXIT_INPUT
@@ -140,14 +142,22 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gssproxy-conf", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="gssproxy-conf",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="render every file (to stdout, or under -o DIR)")
     g.add_argument("file", help="the YAML description")
-    g.add_argument("-o", "--output", metavar="DIR",
-                   help="write the files under DIR (DIR/etc/gssproxy/...) instead of printing")
+    g.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="write the files under DIR (DIR/etc/gssproxy/...) instead of printing",
+    )
     g.add_argument("--dry-run", action="store_true", help="with -o: only list the actions")
     g.set_defaults(func=cmd_generate)
 
@@ -161,23 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file")
     a.add_argument("--root", default="/", metavar="DIR", help="install under DIR instead of /")
     a.add_argument("--dry-run", action="store_true", help="list the actions, write nothing")
-    a.add_argument("--force-edited", action="store_true",
-                   help="overwrite our files even if they were edited by hand")
+    a.add_argument(
+        "--force-edited",
+        action="store_true",
+        help="overwrite our files even if they were edited by hand",
+    )
     a.set_defaults(func=cmd_apply)
 
     ad = sub.add_parser("ad", help="print the directory changes (LDIF, samba-tool, PowerShell)")
     ad.add_argument("file")
-    ad.add_argument("--format", choices=["ldif", "samba-tool", "powershell", "all"],
-                    default="all")
-    ad.add_argument("--samba-tool-options", metavar="OPTS",
-                    help="appended to each samba-tool command, e.g. '-H ldap://dc1 -U admin'")
+    ad.add_argument("--format", choices=["ldif", "samba-tool", "powershell", "all"], default="all")
+    ad.add_argument(
+        "--samba-tool-options",
+        metavar="OPTS",
+        help="appended to each samba-tool command, e.g. '-H ldap://dc1 -U admin'",
+    )
     ad.add_argument("--dry-run", action="store_true", help="accepted; ad only prints")
     ad.set_defaults(func=cmd_ad)
 
     c = sub.add_parser("check", help="lint an existing gssproxy configuration directory")
     c.add_argument("directory", nargs="?", default="/etc/gssproxy")
-    c.add_argument("--main", metavar="FILE",
-                   help="the main file (default: DIRECTORY/gssproxy.conf if present)")
+    c.add_argument(
+        "--main", metavar="FILE", help="the main file (default: DIRECTORY/gssproxy.conf if present)"
+    )
     c.add_argument("--dry-run", action="store_true", help="accepted; check never writes")
     c.set_defaults(func=cmd_check)
     return p

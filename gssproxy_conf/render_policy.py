@@ -35,31 +35,44 @@ def policy_data(c: Config) -> dict[str, Any]:
     rules: list[dict[str, Any]] = []
     for u in c.protected_users:
         # their own keytab, through their own gssproxy service; never the impersonating one
-        rules.append({
-            "match": {"servers": servers, "realm": c.realm, "users": [u.name],
-                      "uids": [str(u.uid)]},
-            "mode": c.smb.policy.value,
-            "socket": str(c.protected_socket(u)),
-            "proxy": ProxyKind.OWN_KEYTAB.value,
-        })
+        rules.append(
+            {
+                "match": {
+                    "servers": servers,
+                    "realm": c.realm,
+                    "users": [u.name],
+                    "uids": [str(u.uid)],
+                },
+                "mode": c.smb.policy.value,
+                "socket": str(c.protected_socket(u)),
+                "proxy": ProxyKind.OWN_KEYTAB.value,
+            }
+        )
     general: dict[str, Any] = {"match": {"servers": servers, "realm": c.realm}}
     if c.smb.impersonate:
-        general.update(mode=c.smb.policy.value, socket=str(c.smb.socket),
-                       proxy=ProxyKind.IMPERSONATE.value)
+        general.update(
+            mode=c.smb.policy.value, socket=str(c.smb.socket), proxy=ProxyKind.IMPERSONATE.value
+        )
     else:
         general["mode"] = Mode.LOCAL_ONLY.value
     if c.local_users:
         # the mapped accounts, spelled out for the reader; min_uid still applies to them (a
         # hard limit in the helper: schema.warnings flags entries below it)
         mapped = dict(general)
-        mapped["match"] = {**general["match"], "users": [u.name for u in c.local_users],
-                           "uids": [str(u.uid) for u in c.local_users]}
+        mapped["match"] = {
+            **general["match"],
+            "users": [u.name for u in c.local_users],
+            "uids": [str(u.uid) for u in c.local_users],
+        }
         rules.append(mapped)
     rules.append(general)
     return {
         "version": POLICY_VERSION,
-        "defaults": {"mode": c.smb.policy.value, "min_uid": c.smb.min_uid,
-                     "deadline": c.smb.deadline},
+        "defaults": {
+            "mode": c.smb.policy.value,
+            "min_uid": c.smb.min_uid,
+            "deadline": c.smb.deadline,
+        },
         "deny_users": ["root", *(u.name for u in c.protected_users)],
         "principal_map": {u.name: u.principal for u in c.local_users},
         "rules": rules,
@@ -74,7 +87,8 @@ class _NoAliasDumper(yaml.SafeDumper):
 
 
 def render(c: Config) -> list[Rendered]:
-    body = yaml.dump(policy_data(c), Dumper=_NoAliasDumper, sort_keys=False,
-                     default_flow_style=False, width=100)
+    body = yaml.dump(
+        policy_data(c), Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False, width=100
+    )
     header = "# Policy for cifs-upcall (see its documentation). First matching rule wins.\n"
     return [Rendered(c.helper.policy, header + body, Kind.POLICY)]

@@ -40,6 +40,7 @@ def _kind(node: YNode) -> str:
 
 # --- scalar converters: node -> value or _Invalid -------------------------------------------
 
+
 def _str(node: YNode) -> str:
     if not isinstance(node, YScalar) or not isinstance(node.value, str):
         raise _Invalid(Code.BAD_TYPE, f"expected a string, got {_kind(node)}", node.loc)
@@ -53,12 +54,14 @@ def _checked(check: Callable[[str], str | None]) -> Callable[[YNode], str]:
         if err:
             raise _Invalid(Code.BAD_VALUE, err, node.loc)
         return value
+
     return conv
 
 
 def _path(check: Callable[[str], str | None] = v.absolute_path) -> Callable[[YNode], PurePosixPath]:
     def conv(node: YNode) -> PurePosixPath:
         return PurePosixPath(_checked(check)(node))
+
     return conv
 
 
@@ -76,6 +79,7 @@ def _int_in(lo: int, hi: int, what: str = "a number") -> Callable[[YNode], int]:
         if not lo <= value <= hi:
             raise _Invalid(Code.BAD_VALUE, f"{value} is outside {lo}..{hi}", node.loc)
         return value
+
     return conv
 
 
@@ -90,11 +94,13 @@ def _enum(cls: type[E]) -> Callable[[YNode], E]:
                 return member
         choices = ", ".join(str(mb.value) for mb in cls)
         raise _Invalid(Code.BAD_VALUE, f"{value!r} is not one of: {choices}", node.loc)
+
     return conv
 
 
-def _list(conv: Callable[[YNode], T], *, unique: bool = True,
-          min_items: int = 0) -> Callable[[YNode], tuple[T, ...]]:
+def _list(
+    conv: Callable[[YNode], T], *, unique: bool = True, min_items: int = 0
+) -> Callable[[YNode], tuple[T, ...]]:
     def inner(node: YNode) -> tuple[T, ...]:
         if not isinstance(node, YSeq):
             raise _Invalid(Code.BAD_TYPE, f"expected a list, got {_kind(node)}", node.loc)
@@ -107,12 +113,15 @@ def _list(conv: Callable[[YNode], T], *, unique: bool = True,
                 raise _Invalid(Code.CONFLICT, f"{value!r} is listed twice", item.loc)
             out.append(value)
         return tuple(out)
+
     return inner
 
 
-def _pairs(key_check: Callable[[str], str | None],
-           conv: Callable[[YNode], T]) -> Callable[[YNode], tuple[tuple[str, T], ...]]:
+def _pairs(
+    key_check: Callable[[str], str | None], conv: Callable[[YNode], T]
+) -> Callable[[YNode], tuple[tuple[str, T], ...]]:
     """A mapping with free-form (but checked) keys, kept in file order."""
+
     def inner(node: YNode) -> tuple[tuple[str, T], ...]:
         if not isinstance(node, YMap):
             raise _Invalid(Code.BAD_TYPE, f"expected a mapping, got {_kind(node)}", node.loc)
@@ -123,10 +132,12 @@ def _pairs(key_check: Callable[[str], str | None],
                 raise _Invalid(Code.BAD_VALUE, err, key_loc)
             out.append((key, conv(value)))
         return tuple(out)
+
     return inner
 
 
 # --- mappings with a fixed set of keys ---------------------------------------------------------
+
 
 class _Section:
     """Reads the fields of one mapping, recording problems instead of stopping at the first."""
@@ -146,8 +157,11 @@ class _Section:
                 near = difflib.get_close_matches(key, sorted(allowed), n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 known = ", ".join(sorted(allowed))
-                self._add(Code.UNKNOWN_KEY,
-                          f"unknown key {key!r} in {where}{hint} (known: {known})", key_loc)
+                self._add(
+                    Code.UNKNOWN_KEY,
+                    f"unknown key {key!r} in {where}{hint} (known: {known})",
+                    key_loc,
+                )
 
     def _add(self, code: Code, message: str, loc: Location) -> None:
         self.problems.append(Problem(code, message, loc))
@@ -168,8 +182,11 @@ class _Section:
         try:
             return conv(node)
         except _Invalid as exc:
-            self._add(exc.problem.code, f"{self.prefix}{key}: {exc.problem.message}",
-                      exc.problem.location or self.loc)
+            self._add(
+                exc.problem.code,
+                f"{self.prefix}{key}: {exc.problem.message}",
+                exc.problem.location or self.loc,
+            )
             return default
 
     def need(self, key: str, conv: Callable[[YNode], T], placeholder: T) -> T:
@@ -193,8 +210,9 @@ def _client(node: YNode, problems: list[Problem]) -> m.Client:
 
 
 def _smb(node: YNode, problems: list[Problem]) -> m.Smb:
-    s = _Section(node, "smb", {"servers", "impersonate", "socket", "policy", "min_uid",
-                               "deadline"}, problems)
+    s = _Section(
+        node, "smb", {"servers", "impersonate", "socket", "policy", "min_uid", "deadline"}, problems
+    )
     return m.Smb(
         servers=s.need("servers", _list(_checked(v.hostname), min_items=1), ()),
         impersonate=s.get("impersonate", _bool, True),
@@ -215,8 +233,7 @@ def _nfs(node: YNode, problems: list[Problem]) -> m.Nfs:
 
 
 def _protected(node: YNode, where: str, problems: list[Problem]) -> m.ProtectedUser:
-    s = _Section(node, where, {"name", "uid", "keytab", "principal", "socket"},
-                 problems)
+    s = _Section(node, where, {"name", "uid", "keytab", "principal", "socket"}, problems)
     return m.ProtectedUser(
         name=s.need("name", _checked(v.login), ""),
         uid=s.need("uid", _uid, 0),
@@ -253,8 +270,7 @@ def _share(node: YNode) -> str:
 def _option(node: YNode) -> str:
     value = _str(node)
     if not value or "," in value or any(c.isspace() for c in value):
-        raise _Invalid(Code.BAD_VALUE, f"{value!r}: give one mount option per list item",
-                       node.loc)
+        raise _Invalid(Code.BAD_VALUE, f"{value!r}: give one mount option per list item", node.loc)
     name = value.split("=", 1)[0]
     if name in {"multiuser", "cruid"}:
         raise _Invalid(Code.BAD_VALUE, f"{name} is always added; remove it", node.loc)
@@ -288,8 +304,21 @@ def _account(value: str) -> str | None:
 
 
 def _ad(node: YNode, problems: list[Problem]) -> m.Ad:
-    s = _Section(node, "ad", {"base_dn", "computers", "users", "kdc", "server_accounts",
-                              "extra_rbcd_sids", "account_uac", "dns"}, problems)
+    s = _Section(
+        node,
+        "ad",
+        {
+            "base_dn",
+            "computers",
+            "users",
+            "kdc",
+            "server_accounts",
+            "extra_rbcd_sids",
+            "account_uac",
+            "dns",
+        },
+        problems,
+    )
     return m.Ad(
         base_dn=s.get("base_dn", _checked(v.dn), None),
         computers=s.get("computers", _checked(v.dn), "CN=Computers"),
@@ -302,19 +331,35 @@ def _ad(node: YNode, problems: list[Problem]) -> m.Ad:
     )
 
 
-def _items(node: YNode | None, what: str, build: Callable[[YNode, str, list[Problem]], T],
-           problems: list[Problem]) -> tuple[T, ...]:
+def _items(
+    node: YNode | None,
+    what: str,
+    build: Callable[[YNode, str, list[Problem]], T],
+    problems: list[Problem],
+) -> tuple[T, ...]:
     if node is None:
         return ()
     if not isinstance(node, YSeq):
-        problems.append(Problem(Code.BAD_TYPE, f"{what} must be a list, got {_kind(node)}",
-                                node.loc))
+        problems.append(
+            Problem(Code.BAD_TYPE, f"{what} must be a list, got {_kind(node)}", node.loc)
+        )
         return ()
     return tuple(build(item, f"{what}[{i}]", problems) for i, item in enumerate(node.items))
 
 
-TOP_KEYS = {"version", "realm", "client", "delegation", "smb", "nfs", "protected_users",
-            "local_users", "automount", "helper", "ad"}
+TOP_KEYS = {
+    "version",
+    "realm",
+    "client",
+    "delegation",
+    "smb",
+    "nfs",
+    "protected_users",
+    "local_users",
+    "automount",
+    "helper",
+    "ad",
+}
 
 
 def build(root: YNode, warnings: list[Problem] | None = None) -> m.Config:
@@ -340,8 +385,9 @@ def build(root: YNode, warnings: list[Problem] | None = None) -> m.Config:
         smb=smb or m.Smb(()),
         delegation=top.get("delegation", _enum(m.Delegation), m.Delegation.PROTOCOL_TRANSITION),
         nfs=section("nfs", _nfs),
-        protected_users=_items(top.node("protected_users"), "protected_users", _protected,
-                               problems),
+        protected_users=_items(
+            top.node("protected_users"), "protected_users", _protected, problems
+        ),
         local_users=_items(top.node("local_users"), "local_users", _local, problems),
         automount=section("automount", _automount),
         helper=section("helper", _helper) or m.Helper(),
@@ -385,45 +431,76 @@ def _cross_checks(c: m.Config, top: _Section) -> list[Problem]:
         out.append(Problem(code, msg, _at(top, *path)))
 
     if "@" in c.client.principal and c.client.principal.split("@", 1)[1] != c.realm:
-        bad(Code.CONFLICT, f"client.principal is in another realm than {c.realm}",
-            "client", "principal")
+        bad(
+            Code.CONFLICT,
+            f"client.principal is in another realm than {c.realm}",
+            "client",
+            "principal",
+        )
     if not c.smb.impersonate and c.smb.policy in (m.Mode.PROXY_FIRST, m.Mode.PROXY_ONLY):
-        bad(Code.CONFLICT, f"smb.policy {c.smb.policy.value} needs smb.impersonate: true "
-            "(without impersonation there is no SMB proxy service)", "smb", "policy")
+        bad(
+            Code.CONFLICT,
+            f"smb.policy {c.smb.policy.value} needs smb.impersonate: true "
+            "(without impersonation there is no SMB proxy service)",
+            "smb",
+            "policy",
+        )
     if c.delegation is m.Delegation.RBCD and c.client.sid is None:
-        bad(Code.MISSING_KEY, "delegation rbcd needs client.sid: the security descriptor "
+        bad(
+            Code.MISSING_KEY,
+            "delegation rbcd needs client.sid: the security descriptor "
             "names the client by SID (samba-tool user show 'NAME$' --attributes=objectSid)",
-            "delegation")
+            "delegation",
+        )
     sockets: dict[PurePosixPath, tuple[str | int, ...]] = {c.smb.socket: ("smb", "socket")}
     root_dirs = {c.smb.socket.parent} | {c.protected_socket(u).parent for u in c.protected_users}
     if c.nfs and c.nfs.socket:
         if c.nfs.socket.parent in root_dirs:
-            bad(Code.CONFLICT, "nfs.socket must be in another directory than the SMB sockets: NFS "
+            bad(
+                Code.CONFLICT,
+                "nfs.socket must be in another directory than the SMB sockets: NFS "
                 "clients connect as the user (a traversable directory), the SMB helper as root "
-                "(a 0700 directory)", "nfs", "socket")
+                "(a 0700 directory)",
+                "nfs",
+                "socket",
+            )
         sockets[c.nfs.socket] = ("nfs", "socket")
     seen_names: dict[str, str] = {}
     seen_uids: dict[int, str] = {}
     for i, pu in enumerate(c.protected_users):
         sock = c.protected_socket(pu)
         if sock in sockets:
-            bad(Code.CONFLICT, f"protected user {pu.name} needs a socket of its own; {sock} is "
-                "already used", "protected_users", i)
+            bad(
+                Code.CONFLICT,
+                f"protected user {pu.name} needs a socket of its own; {sock} is already used",
+                "protected_users",
+                i,
+            )
         elif v.socket_path(str(sock)):
-            bad(Code.BAD_VALUE, f"protected user {pu.name}: {v.socket_path(str(sock))}",
-                "protected_users", i)
+            bad(
+                Code.BAD_VALUE,
+                f"protected user {pu.name}: {v.socket_path(str(sock))}",
+                "protected_users",
+                i,
+            )
         sockets[sock] = ("protected_users", i)
         if pu.principal and "@" in pu.principal and pu.principal.split("@", 1)[1] != c.realm:
-            bad(Code.CONFLICT, "a protected user's principal must be in the client's realm",
-                "protected_users", i, "principal")
+            bad(
+                Code.CONFLICT,
+                "a protected user's principal must be in the client's realm",
+                "protected_users",
+                i,
+                "principal",
+            )
     named: list[tuple[str, int, str, int]] = [
         *(("protected_users", i, u.name, u.uid) for i, u in enumerate(c.protected_users)),
         *(("local_users", i, u.name, u.uid) for i, u in enumerate(c.local_users)),
     ]
     for kind, i, name, uid in named:
         if name in seen_names:
-            bad(Code.CONFLICT, f"user {name} already appears in {seen_names[name]}",
-                kind, i, "name")
+            bad(
+                Code.CONFLICT, f"user {name} already appears in {seen_names[name]}", kind, i, "name"
+            )
         elif uid in seen_uids:
             bad(Code.CONFLICT, f"uid {uid} already appears in {seen_uids[uid]}", kind, i, "uid")
         elif name == "root" or uid == 0:
@@ -435,20 +512,39 @@ def _cross_checks(c: m.Config, top: _Section) -> list[Problem]:
         for key, share in c.automount.shares:
             parsed = v.unc(share)
             if isinstance(parsed, tuple) and parsed[0] not in servers:
-                bad(Code.CONFLICT, f"share {key}: {parsed[0]} is not in smb.servers, so no "
-                    "delegation is configured for it", "automount", "shares", key)
+                bad(
+                    Code.CONFLICT,
+                    f"share {key}: {parsed[0]} is not in smb.servers, so no "
+                    "delegation is configured for it",
+                    "automount",
+                    "shares",
+                    key,
+                )
         secs = [o for o in c.automount.options if o.startswith("sec=")]
         if len(secs) != 1 or secs[0] not in {"sec=krb5", "sec=krb5i"}:
-            bad(Code.BAD_VALUE, "automount.options needs exactly one of sec=krb5 or sec=krb5i",
-                "automount", "options")
+            bad(
+                Code.BAD_VALUE,
+                "automount.options needs exactly one of sec=krb5 or sec=krb5i",
+                "automount",
+                "options",
+            )
         if c.automount.map == c.automount.mountpoint:
-            bad(Code.CONFLICT, "automount.map and automount.mountpoint are the same path",
-                "automount", "map")
+            bad(
+                Code.CONFLICT,
+                "automount.map and automount.mountpoint are the same path",
+                "automount",
+                "map",
+            )
     known_hosts = set(c.smb.servers) | set(c.nfs.servers if c.nfs else ())
     for host, _ in c.ad.server_accounts:
         if host not in known_hosts:
-            bad(Code.CONFLICT, f"ad.server_accounts: {host} is not in smb.servers or nfs.servers",
-                "ad", "server_accounts", host)
+            bad(
+                Code.CONFLICT,
+                f"ad.server_accounts: {host} is not in smb.servers or nfs.servers",
+                "ad",
+                "server_accounts",
+                host,
+            )
     return out
 
 
@@ -457,14 +553,18 @@ def _warnings(c: m.Config, top: _Section) -> list[Problem]:
     out: list[Problem] = []
     for i, u in enumerate(c.local_users):
         if c.smb.impersonate and u.uid < c.smb.min_uid:
-            out.append(Problem(
-                Code.BELOW_MIN_UID,
-                f"local user {u.name} (uid {u.uid}) is below smb.min_uid {c.smb.min_uid}: "
-                "cifs-upcall never impersonates below min_uid (a hard limit no rule lifts), so "
-                f"only the name mapping for own tickets is used. To impersonate {u.name}, set "
-                f"smb.min_uid: {u.uid} (every uid from {u.uid} up may then be impersonated) "
-                "or give the account a uid >= min_uid; to serve it from its own keytab "
-                "instead, list it under protected_users", _at(top, "local_users", i, "uid")))
+            out.append(
+                Problem(
+                    Code.BELOW_MIN_UID,
+                    f"local user {u.name} (uid {u.uid}) is below smb.min_uid {c.smb.min_uid}: "
+                    "cifs-upcall never impersonates below min_uid (a hard limit no rule lifts), so "
+                    f"only the name mapping for own tickets is used. To impersonate {u.name}, set "
+                    f"smb.min_uid: {u.uid} (every uid from {u.uid} up may then be impersonated) "
+                    "or give the account a uid >= min_uid; to serve it from its own keytab "
+                    "instead, list it under protected_users",
+                    _at(top, "local_users", i, "uid"),
+                )
+            )
     return out
 
 
@@ -478,9 +578,11 @@ def load_file(path: str, warnings: list[Problem] | None = None) -> m.Config:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as exc:
-        raise ConfigError([Problem(Code.IO, f"cannot read: {exc.strerror}",
-                                   Location(path, 0))]) from None
+        raise ConfigError(
+            [Problem(Code.IO, f"cannot read: {exc.strerror}", Location(path, 0))]
+        ) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(Code.YAML_SYNTAX, f"not UTF-8 ({exc.reason})",
-                                   Location(path, 1))]) from None
+        raise ConfigError(
+            [Problem(Code.YAML_SYNTAX, f"not UTF-8 ({exc.reason})", Location(path, 1))]
+        ) from None
     return load(text, path, warnings)

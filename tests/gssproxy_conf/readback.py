@@ -25,24 +25,49 @@ def project(c: Config) -> dict[str, Any]:
         "mode": c.smb.policy.value,
         "min_uid": c.smb.min_uid,
         "deadline": c.smb.deadline,
-        "smb": ({"socket": str(c.smb.socket), "keytab": str(c.client.keytab),
-                 "principal": c.client_principal} if c.smb.impersonate else None),
-        "nfs": None if c.nfs is None else {
+        "smb": (
+            {
+                "socket": str(c.smb.socket),
+                "keytab": str(c.client.keytab),
+                "principal": c.client_principal,
+            }
+            if c.smb.impersonate
+            else None
+        ),
+        "nfs": None
+        if c.nfs is None
+        else {
             "impersonate": c.nfs.impersonate,
             "socket": str(c.nfs.socket) if c.nfs.socket else None,
-            "keytab": str(c.client.keytab)},
-        "protected": [{"name": u.name, "uid": u.uid, "keytab": str(u.keytab),
-                       "principal": c.protected_principal(u),
-                       "socket": str(c.protected_socket(u))} for u in c.protected_users],
-        "local": [{"name": u.name, "uid": u.uid, "principal": u.principal}
-                  for u in c.local_users],
-        "helper": [str(c.helper.path), "--policy", str(c.helper.policy),
-                   *(["-k", str(c.helper.krb5_conf)] if c.helper.krb5_conf else []),
-                   *c.helper.args, "%k"],
-        "automount": None if c.automount is None else {
-            "map": str(c.automount.map), "mountpoint": str(c.automount.mountpoint),
+            "keytab": str(c.client.keytab),
+        },
+        "protected": [
+            {
+                "name": u.name,
+                "uid": u.uid,
+                "keytab": str(u.keytab),
+                "principal": c.protected_principal(u),
+                "socket": str(c.protected_socket(u)),
+            }
+            for u in c.protected_users
+        ],
+        "local": [{"name": u.name, "uid": u.uid, "principal": u.principal} for u in c.local_users],
+        "helper": [
+            str(c.helper.path),
+            "--policy",
+            str(c.helper.policy),
+            *(["-k", str(c.helper.krb5_conf)] if c.helper.krb5_conf else []),
+            *c.helper.args,
+            "%k",
+        ],
+        "automount": None
+        if c.automount is None
+        else {
+            "map": str(c.automount.map),
+            "mountpoint": str(c.automount.mountpoint),
             "shares": [list(s) for s in c.automount.shares],
-            "options": list(c.automount.options)},
+            "options": list(c.automount.options),
+        },
     }
 
 
@@ -76,9 +101,11 @@ def readback(p: Plan, policy_path: PurePosixPath) -> dict[str, Any]:
         assert general["mode"] == Mode.LOCAL_ONLY.value and "socket" not in general
     else:
         [s] = parse(smb).sections
-        out["smb"] = {"socket": s.first("socket"), "keytab": _store(s.values("cred_store"),
-                                                                  "keytab"),
-                      "principal": s.first("krb5_principal")}
+        out["smb"] = {
+            "socket": s.first("socket"),
+            "keytab": _store(s.values("cred_store"), "keytab"),
+            "principal": s.first("krb5_principal"),
+        }
         assert general["socket"] == s.first("socket")
         assert general["proxy"] == ProxyKind.IMPERSONATE.value
         assert s.first("impersonate") == "yes"
@@ -87,9 +114,11 @@ def readback(p: Plan, policy_path: PurePosixPath) -> dict[str, Any]:
         out["nfs"] = None
     else:
         [s] = parse(nfs).sections
-        out["nfs"] = {"impersonate": s.first("impersonate") == "yes",
-                      "socket": s.first("socket"),
-                      "keytab": _store(s.values("cred_store"), "keytab")}
+        out["nfs"] = {
+            "impersonate": s.first("impersonate") == "yes",
+            "socket": s.first("socket"),
+            "keytab": _store(s.values("cred_store"), "keytab"),
+        }
     prot = _body(p, rg.PROTECTED_FILE)
     sections = parse(prot).sections if prot else ()
     rules_by_socket = {r.get("socket"): r for r in pol["rules"]}
@@ -98,18 +127,24 @@ def readback(p: Plan, policy_path: PurePosixPath) -> dict[str, Any]:
         assert s.service and s.service.startswith(rg.PROTECTED_PREFIX)
         assert s.first("impersonate") is None
         rule = rules_by_socket[s.first("socket")]
-        out["protected"].append({
-            "name": s.service[len(rg.PROTECTED_PREFIX):],
-            "uid": int(rule["match"]["uids"][0]),
-            "keytab": _store(s.values("cred_store"), "client_keytab"),
-            "principal": s.first("krb5_principal"), "socket": s.first("socket")})
+        out["protected"].append(
+            {
+                "name": s.service[len(rg.PROTECTED_PREFIX) :],
+                "uid": int(rule["match"]["uids"][0]),
+                "keytab": _store(s.values("cred_store"), "client_keytab"),
+                "principal": s.first("krb5_principal"),
+                "socket": s.first("socket"),
+            }
+        )
         assert rule["match"]["users"] == [out["protected"][-1]["name"]]
         # their own keytab, not impersonation; deny-listed so no impersonating rule reaches them
         assert rule["proxy"] == ProxyKind.OWN_KEYTAB.value
         assert out["protected"][-1]["name"] in pol["deny_users"]
     mapped = pol["rules"][-2]["match"] if pol["principal_map"] else {"users": [], "uids": []}
-    out["local"] = [{"name": n, "uid": int(u), "principal": pol["principal_map"][n]}
-                    for n, u in zip(mapped["users"], mapped["uids"], strict=True)]
+    out["local"] = [
+        {"name": n, "uid": int(u), "principal": pol["principal_map"][n]}
+        for n, u in zip(mapped["users"], mapped["uids"], strict=True)
+    ]
     rk = _body(p, "/etc/request-key.d/cifs.spnego.conf")
     assert rk is not None
     [line] = [ln for ln in rk.splitlines() if ln and not ln.startswith("#")]
@@ -129,6 +164,10 @@ def readback(p: Plan, policy_path: PurePosixPath) -> dict[str, Any]:
             assert opts[:3] == ["fstype=cifs", "multiuser", "cruid=${UID}"]
             options = opts[3:]
             shares.append([mm.group(1), mm.group(3)])
-        out["automount"] = {"map": mapfile, "mountpoint": mountpoint, "shares": shares,
-                            "options": options}
+        out["automount"] = {
+            "map": mapfile,
+            "mountpoint": mountpoint,
+            "shares": shares,
+            "options": options,
+        }
     return out

@@ -47,8 +47,10 @@ def test_full_variant_loads(rbcd_example) -> None:
     assert c.delegation is Delegation.RBCD and c.ad.kdc is KdcFlavor.SAMBA
     assert c.server_account("files.dept.example.com") == "FILESRV7$"
     assert c.server_account("fs1.example.com") == "FS1$"
-    assert str(c.protected_socket(c.protected_users[0])) == \
-        "/run/gssproxy/cifs/protected-svc-backup.sock"
+    assert (
+        str(c.protected_socket(c.protected_users[0]))
+        == "/run/gssproxy/cifs/protected-svc-backup.sock"
+    )
     assert c.protected_principal(c.protected_users[0]) == "backup@EXAMPLE.COM"
     assert c.account_uac("FS-CLIENT1$") == 69632
 
@@ -78,8 +80,18 @@ def test_uid_not_a_number(uid: str) -> None:
     assert code in (Code.BAD_TYPE, Code.BAD_VALUE)
 
 
-@pytest.mark.parametrize("host", ["fs1", "10.1.2.3", "FS1.example.com", "fs_1.example.com",
-                                  "-fs.example.com", "fs1.example.com/share", '""'])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "fs1",
+        "10.1.2.3",
+        "FS1.example.com",
+        "fs_1.example.com",
+        "-fs.example.com",
+        "fs1.example.com/share",
+        '""',
+    ],
+)
 def test_server_not_a_host(host: str) -> None:
     text = GOOD.replace("[fs1.example.com]", f"[fs0.example.com, {host}]")
     [(line, code, msg)] = problems(text)
@@ -88,10 +100,12 @@ def test_server_not_a_host(host: str) -> None:
 
 
 def test_all_problems_reported_in_line_order() -> None:
-    text = ("realm: example.com\n"
-            "client: {principal: x, keytab: kt}\n"
-            "smb: {servers: [fs1], sockett: /x}\n"
-            "delegation: kcd\n")
+    text = (
+        "realm: example.com\n"
+        "client: {principal: x, keytab: kt}\n"
+        "smb: {servers: [fs1], sockett: /x}\n"
+        "delegation: kcd\n"
+    )
     got = problems(text)
     assert [line for line, _, _ in got] == sorted(line for line, _, _ in got)
     assert {line for line, _, _ in got} == {1, 2, 3, 4}
@@ -115,8 +129,10 @@ def test_rbcd_needs_client_sid() -> None:
 
 
 def test_share_host_must_be_a_configured_server() -> None:
-    text = GOOD + "automount: {map: /etc/auto.smb, mountpoint: /smb,\n" \
-                  "  shares: {x: //fs9.example.com/x}}\n"
+    text = (
+        GOOD + "automount: {map: /etc/auto.smb, mountpoint: /smb,\n"
+        "  shares: {x: //fs9.example.com/x}}\n"
+    )
     [(line, code, msg)] = problems(text)
     assert (line, code) == (6, Code.CONFLICT) and "fs9.example.com" in msg
 
@@ -133,9 +149,11 @@ def test_socket_rules() -> None:
 
 
 def test_same_user_twice_and_root() -> None:
-    text = GOOD + ("protected_users:\n  - {name: a, uid: 5000, keytab: /k}\n"
-                   "local_users:\n  - {name: a, uid: 5001, principal: a@EXAMPLE.COM}\n"
-                   "  - {name: root, uid: 0, principal: r@EXAMPLE.COM}\n")
+    text = GOOD + (
+        "protected_users:\n  - {name: a, uid: 5000, keytab: /k}\n"
+        "local_users:\n  - {name: a, uid: 5001, principal: a@EXAMPLE.COM}\n"
+        "  - {name: root, uid: 0, principal: r@EXAMPLE.COM}\n"
+    )
     got = problems(text)
     assert [(line, code) for line, code, _ in got] == [(8, Code.CONFLICT), (9, Code.BAD_VALUE)]
 
