@@ -88,11 +88,21 @@ def refusals(states: Iterable[FileState]) -> list[Problem]:
     out = []
     for s in states:
         if s.action is Action.REFUSE_FOREIGN:
-            out.append(Problem(Code.NOT_OWNED, f"{s.target} exists and was not written by "
-                               "gssproxy-conf; move it away (or merge it by hand) first"))
+            out.append(
+                Problem(
+                    Code.NOT_OWNED,
+                    f"{s.target} exists and was not written by "
+                    "gssproxy-conf; move it away (or merge it by hand) first",
+                )
+            )
         elif s.action is Action.REFUSE_EDITED:
-            out.append(Problem(Code.EDITED, f"{s.target} was edited since gssproxy-conf wrote "
-                               "it; review with 'diff', then use --force-edited"))
+            out.append(
+                Problem(
+                    Code.EDITED,
+                    f"{s.target} was edited since gssproxy-conf wrote "
+                    "it; review with 'diff', then use --force-edited",
+                )
+            )
     return out
 
 
@@ -122,8 +132,9 @@ def write_atomic(target: Path, content: str, mode: int) -> None:
     _fsync_dir(target.parent)
 
 
-def apply(plan: Plan, root: Path, *, dry_run: bool = False,
-          force_edited: bool = False) -> list[FileState]:
+def apply(
+    plan: Plan, root: Path, *, dry_run: bool = False, force_edited: bool = False
+) -> list[FileState]:
     """Write the plan under ``root``; return what was (or, with dry_run, would be) done."""
     states = assess(plan, root, force_edited)
     problems = refusals(states)

@@ -17,16 +17,41 @@ from .gssproxy_ini import IniFile, Section, parse
 SNIPPET_RE = re.compile(r"^[0-9]{2}-.+\.conf$")  # gp_config.c:817
 BOOL_TRUE = {"1", "on", "true", "yes"}
 BOOL_WORDS = BOOL_TRUE | {"0", "off", "false", "no"}
-BOOL_OPTIONS = {"trusted", "impersonate", "allow_any_uid", "allow_protocol_transition",
-                "allow_constrained_delegation", "allow_client_ccache_sync", "kernel_nfsd",
-                "debug", "syslog_status"}
+BOOL_OPTIONS = {
+    "trusted",
+    "impersonate",
+    "allow_any_uid",
+    "allow_protocol_transition",
+    "allow_constrained_delegation",
+    "allow_client_ccache_sync",
+    "kernel_nfsd",
+    "debug",
+    "syslog_status",
+}
 SERVICE_OPTIONS = BOOL_OPTIONS - {"debug", "syslog_status"} | {
-    "euid", "mechs", "socket", "cred_store", "cred_usage", "krb5_principal", "selinux_context",
-    "program", "min_lifetime", "filter_flags", "enforce_flags"}
+    "euid",
+    "mechs",
+    "socket",
+    "cred_store",
+    "cred_usage",
+    "krb5_principal",
+    "selinux_context",
+    "program",
+    "min_lifetime",
+    "filter_flags",
+    "enforce_flags",
+}
 GLOBAL_OPTIONS = {"debug", "debug_level", "syslog_status", "run_as_user", "worker threads"}
 LEGACY_STORE = {"krb5_keytab", "krb5_ccache", "krb5_client_keytab"}
-FLAG_NAMES = {"DELEGATE", "MUTUAL_AUTH", "REPLAY_DETECT", "SEQUENCE", "CONFIDENTIALITY",
-              "INTEGRITIY", "ANONYMOUS"}
+FLAG_NAMES = {
+    "DELEGATE",
+    "MUTUAL_AUTH",
+    "REPLAY_DETECT",
+    "SEQUENCE",
+    "CONFIDENTIALITY",
+    "INTEGRITIY",
+    "ANONYMOUS",
+}
 DEFAULT_SOCKET = "<default socket>"
 
 
@@ -65,8 +90,10 @@ class Finding:
     fix: str
 
     def __str__(self) -> str:
-        return (f"{self.file}:{self.line}: {self.severity.value} {self.rule.value}: "
-                f"{self.message}\n    fix: {self.fix}")
+        return (
+            f"{self.file}:{self.line}: {self.severity.value} {self.rule.value}: "
+            f"{self.message}\n    fix: {self.fix}"
+        )
 
 
 @dataclass(frozen=True)
@@ -92,74 +119,144 @@ def _service_findings(file: str, s: Section) -> list[Finding]:
 
     name = s.service or s.name
     if s.first("euid") is None:
-        add(Rule.MISSING_EUID, Severity.ERROR, s.line, f"service {name} has no euid: gssproxy "
-            "refuses the whole configuration", "add 'euid = 0' (or the client's uid)")
+        add(
+            Rule.MISSING_EUID,
+            Severity.ERROR,
+            s.line,
+            f"service {name} has no euid: gssproxy refuses the whole configuration",
+            "add 'euid = 0' (or the client's uid)",
+        )
     mechs = s.entry("mechs")
     if mechs is None:
-        add(Rule.MECHS, Severity.ERROR, s.line, f"service {name} has no mechs: it is discarded",
-            "add 'mechs = krb5'")
+        add(
+            Rule.MECHS,
+            Severity.ERROR,
+            s.line,
+            f"service {name} has no mechs: it is discarded",
+            "add 'mechs = krb5'",
+        )
     elif mechs.value != "krb5":
-        add(Rule.MECHS, Severity.ERROR, mechs.line, f"mechs = {mechs.value!r}: gssproxy compares "
+        add(
+            Rule.MECHS,
+            Severity.ERROR,
+            mechs.line,
+            f"mechs = {mechs.value!r}: gssproxy compares "
             "the whole value with 'krb5', so the service is silently discarded",
-            "write exactly 'mechs = krb5'")
+            "write exactly 'mechs = krb5'",
+        )
     for e in s.entries:
         if e.key not in SERVICE_OPTIONS:
-            hint = ("put it into [gssproxy] in gssproxy.conf" if e.key in GLOBAL_OPTIONS
-                    else "check the spelling (gssproxy.conf(5))")
-            add(Rule.UNKNOWN_OPTION, Severity.WARNING, e.line, f"{e.key!r} is not a service "
-                "option and is ignored", hint)
+            hint = (
+                "put it into [gssproxy] in gssproxy.conf"
+                if e.key in GLOBAL_OPTIONS
+                else "check the spelling (gssproxy.conf(5))"
+            )
+            add(
+                Rule.UNKNOWN_OPTION,
+                Severity.WARNING,
+                e.line,
+                f"{e.key!r} is not a service option and is ignored",
+                hint,
+            )
         if re.search(r"\s[#;]", e.value):
-            add(Rule.TRAILING_COMMENT, Severity.WARNING, e.line, f"{e.key} = {e.value!r}: only "
+            add(
+                Rule.TRAILING_COMMENT,
+                Severity.WARNING,
+                e.line,
+                f"{e.key} = {e.value!r}: only "
                 "whole-line comments exist; the '# ...' is part of the value",
-                "move the comment to a line of its own")
+                "move the comment to a line of its own",
+            )
         if e.key in BOOL_OPTIONS and e.value.lower() not in BOOL_WORDS:
-            add(Rule.NOT_A_BOOLEAN, Severity.WARNING, e.line, f"{e.key} = {e.value!r} is not a "
-                "boolean and counts as false", "use yes or no")
+            add(
+                Rule.NOT_A_BOOLEAN,
+                Severity.WARNING,
+                e.line,
+                f"{e.key} = {e.value!r} is not a boolean and counts as false",
+                "use yes or no",
+            )
         if e.key == "cred_store":
             key = e.value.split(":", 1)[0]
             if key in LEGACY_STORE:
-                add(Rule.LEGACY_CRED_STORE, Severity.ERROR, e.line, f"cred_store key {key!r} is "
-                    "the old name; gssproxy refuses the configuration",
-                    f"use {key.removeprefix('krb5_')}:")
+                add(
+                    Rule.LEGACY_CRED_STORE,
+                    Severity.ERROR,
+                    e.line,
+                    f"cred_store key {key!r} is the old name; gssproxy refuses the configuration",
+                    f"use {key.removeprefix('krb5_')}:",
+                )
             bad = [m for m in re.findall(r"%.", e.value) if m not in ("%U", "%u", "%%")]
             if bad:
-                add(Rule.SUBSTITUTION, Severity.ERROR, e.line, f"{', '.join(bad)} is not "
+                add(
+                    Rule.SUBSTITUTION,
+                    Severity.ERROR,
+                    e.line,
+                    f"{', '.join(bad)} is not "
                     "expanded; the store becomes invalid and acquisition fails",
-                    "only %U (uid), %u (user name) and %% exist")
+                    "only %U (uid), %u (user name) and %% exist",
+                )
         elif "%U" in e.value or "%u" in e.value:
-            add(Rule.SUBSTITUTION, Severity.WARNING, e.line, f"{e.key}: %U/%u are expanded only "
-                "in cred_store values", "use a literal value")
+            add(
+                Rule.SUBSTITUTION,
+                Severity.WARNING,
+                e.line,
+                f"{e.key}: %U/%u are expanded only in cred_store values",
+                "use a literal value",
+            )
         if e.key in ("filter_flags", "enforce_flags"):
             for tok in re.split(r"[,\s]+", e.value):
                 word = tok[1:] if tok[:1] in "+-" else tok
-                if tok and (tok[:1] not in "+-" or (word not in FLAG_NAMES
-                                                    and not re.match(r"^0x[0-9a-fA-F]+$|^\d+$",
-                                                                     word))):
-                    fix = ("INTEGRITY is spelled INTEGRITIY in gssproxy; or use +0x20"
-                           if word == "INTEGRITY" else "each flag needs + or - and a known name")
+                if tok and (
+                    tok[:1] not in "+-"
+                    or (word not in FLAG_NAMES and not re.match(r"^0x[0-9a-fA-F]+$|^\d+$", word))
+                ):
+                    fix = (
+                        "INTEGRITY is spelled INTEGRITIY in gssproxy; or use +0x20"
+                        if word == "INTEGRITY"
+                        else "each flag needs + or - and a known name"
+                    )
                     add(Rule.FLAG_NAME, Severity.WARNING, e.line, f"flag {tok!r} is ignored", fix)
         if e.key == "cred_usage" and e.value.lower() not in ("initiate", "accept", "both"):
-            add(Rule.CRED_USAGE, Severity.ERROR, e.line, f"cred_usage = {e.value!r} is invalid",
-                "use initiate, accept or both")
+            add(
+                Rule.CRED_USAGE,
+                Severity.ERROR,
+                e.line,
+                f"cred_usage = {e.value!r} is invalid",
+                "use initiate, accept or both",
+            )
         if e.key == "socket":
             err = validators.socket_path(e.value)
             if err and "bytes" in err:
                 add(Rule.SOCKET_PATH, Severity.ERROR, e.line, err, "use a shorter path")
             elif not e.value.startswith("/"):
-                add(Rule.SOCKET_PATH, Severity.ERROR, e.line, "socket must be an absolute path",
-                    "use an absolute path")
+                add(
+                    Rule.SOCKET_PATH,
+                    Severity.ERROR,
+                    e.line,
+                    "socket must be an absolute path",
+                    "use an absolute path",
+                )
     program = s.entry("program")
     if program is not None:
-        add(Rule.PROGRAM, Severity.WARNING, program.line, "program= is matched against the "
+        add(
+            Rule.PROGRAM,
+            Severity.WARNING,
+            program.line,
+            "program= is matched against the "
             "realpath of the caller's executable: for a Python (or any script) client that is the "
             "interpreter, which admits every script it runs and breaks on upgrades",
-            "remove program= and give the service a dedicated socket in a 0700 directory")
+            "remove program= and give the service a dedicated socket in a 0700 directory",
+        )
     if _bool(s.first("impersonate")) and s.first("krb5_principal") is None:
-        add(Rule.IMPERSONATE_NO_NAME, Severity.WARNING, _line(s, "impersonate"),
+        add(
+            Rule.IMPERSONATE_NO_NAME,
+            Severity.WARNING,
+            _line(s, "impersonate"),
             f"service {name} impersonates, so callers that send no name (root using the "
             "machine keytab, rpc.gssd for uid == euid) fail with BAD_NAME",
             "keep machine-credential use in another service, or set krb5_principal to the "
-            "machine principal")
+            "machine principal",
+        )
     return out
 
 
@@ -173,51 +270,101 @@ def lint(main: tuple[str, str] | None, snippets: list[tuple[str, str]]) -> list[
         base = Path(fname).name
         if not SNIPPET_RE.match(base):
             if base.endswith(".conf") and base != "gssproxy.conf":
-                out.append(Finding(Rule.IGNORED_FILE, Severity.WARNING, fname, 1,
-                                   "gssproxy reads only files named NN-name.conf; this one is "
-                                   "ignored", f"rename it, e.g. 50-{base}"))
+                out.append(
+                    Finding(
+                        Rule.IGNORED_FILE,
+                        Severity.WARNING,
+                        fname,
+                        1,
+                        "gssproxy reads only files named NN-name.conf; this one is ignored",
+                        f"rename it, e.g. 50-{base}",
+                    )
+                )
             continue
         parsed.append((fname, parse(text), False))
 
     seen: dict[str, str] = {}
     services: list[_Svc] = []
     for fname, ini, is_main in parsed:
-        out += [Finding(Rule.SYNTAX, Severity.ERROR, fname, i.line, i.message,
-                        "fix the line; gssproxy refuses files it cannot parse")
-                for i in ini.issues]
+        out += [
+            Finding(
+                Rule.SYNTAX,
+                Severity.ERROR,
+                fname,
+                i.line,
+                i.message,
+                "fix the line; gssproxy refuses files it cannot parse",
+            )
+            for i in ini.issues
+        ]
         in_file: set[str] = set()
         for s in ini.sections:
             if s.name in in_file:
-                out.append(Finding(Rule.DUPLICATE_SECTION, Severity.WARNING, fname, s.line,
-                                   f"[{s.name}] appears twice in this file; the two are merged",
-                                   "keep one section"))
+                out.append(
+                    Finding(
+                        Rule.DUPLICATE_SECTION,
+                        Severity.WARNING,
+                        fname,
+                        s.line,
+                        f"[{s.name}] appears twice in this file; the two are merged",
+                        "keep one section",
+                    )
+                )
                 continue
             in_file.add(s.name)
             if s.name in seen:
-                out.append(Finding(Rule.DUPLICATE_SECTION, Severity.ERROR, fname, s.line,
-                                   f"[{s.name}] was already defined in {seen[s.name]}; this "
-                                   "section is dropped entirely (the first file wins)",
-                                   "give the service a unique name, or edit the first one"))
+                out.append(
+                    Finding(
+                        Rule.DUPLICATE_SECTION,
+                        Severity.ERROR,
+                        fname,
+                        s.line,
+                        f"[{s.name}] was already defined in {seen[s.name]}; this "
+                        "section is dropped entirely (the first file wins)",
+                        "give the service a unique name, or edit the first one",
+                    )
+                )
                 continue
             seen[s.name] = fname
             if s.name == "gssproxy":
                 if not is_main:
-                    out.append(Finding(Rule.GLOBALS_IN_SNIPPET, Severity.WARNING, fname, s.line,
-                                       "[gssproxy] in a snippet is ignored when gssproxy.conf "
-                                       "has one (Debian's does)", "move these options into "
-                                       "/etc/gssproxy/gssproxy.conf"))
+                    out.append(
+                        Finding(
+                            Rule.GLOBALS_IN_SNIPPET,
+                            Severity.WARNING,
+                            fname,
+                            s.line,
+                            "[gssproxy] in a snippet is ignored when gssproxy.conf "
+                            "has one (Debian's does)",
+                            "move these options into /etc/gssproxy/gssproxy.conf",
+                        )
+                    )
                 for e in s.entries:
                     if e.key in SERVICE_OPTIONS - GLOBAL_OPTIONS:
-                        out.append(Finding(Rule.UNKNOWN_OPTION, Severity.WARNING, fname, e.line,
-                                           f"{e.key} is a service option; in [gssproxy] it is "
-                                           "ignored", "move it into a [service/...] section"))
+                        out.append(
+                            Finding(
+                                Rule.UNKNOWN_OPTION,
+                                Severity.WARNING,
+                                fname,
+                                e.line,
+                                f"{e.key} is a service option; in [gssproxy] it is ignored",
+                                "move it into a [service/...] section",
+                            )
+                        )
             elif s.service is not None:
                 out += _service_findings(fname, s)
                 services.append(_Svc(fname, s))
             else:
-                out.append(Finding(Rule.UNKNOWN_OPTION, Severity.WARNING, fname, s.line,
-                                   f"section [{s.name}] is not read by gssproxy",
-                                   "use [gssproxy] or [service/NAME]"))
+                out.append(
+                    Finding(
+                        Rule.UNKNOWN_OPTION,
+                        Severity.WARNING,
+                        fname,
+                        s.line,
+                        f"section [{s.name}] is not read by gssproxy",
+                        "use [gssproxy] or [service/NAME]",
+                    )
+                )
     out += _socket_findings(services)
     return out
 
@@ -235,35 +382,52 @@ def _socket_findings(services: list[_Svc]) -> list[Finding]:
             for earlier in svcs[:i]:
                 e = earlier.section
                 same_sel = all(e.first(k) == s.first(k) for k in ("program", "selinux_context"))
-                if same_sel and (_bool(e.first("allow_any_uid"))
-                                 or e.first("euid") == s.first("euid")):
-                    out.append(Finding(
-                        Rule.SHARED_SOCKET, Severity.ERROR, later.file, s.line,
-                        f"services {e.service} ({earlier.file}) and {s.service} share {sock} and "
-                        "the first one matches the same callers: gssproxy refuses this "
-                        "configuration", "give each service its own socket"))
+                if same_sel and (
+                    _bool(e.first("allow_any_uid")) or e.first("euid") == s.first("euid")
+                ):
+                    out.append(
+                        Finding(
+                            Rule.SHARED_SOCKET,
+                            Severity.ERROR,
+                            later.file,
+                            s.line,
+                            f"services {e.service} ({earlier.file}) and {s.service} share "
+                            f"{sock} and the first one matches the same callers: "
+                            "gssproxy refuses this configuration",
+                            "give each service its own socket",
+                        )
+                    )
                     break
         if sock != DEFAULT_SOCKET:
             continue
         for svc in svcs:
             s = svc.section
-            root_only_impersonation = (_bool(s.first("impersonate"))
-                                       and not _bool(s.first("allow_any_uid")))
+            root_only_impersonation = _bool(s.first("impersonate")) and not _bool(
+                s.first("allow_any_uid")
+            )
             smb_named = re.search(r"cifs|smb", s.service or "", re.IGNORECASE) is not None
             if root_only_impersonation or smb_named:
-                out.append(Finding(
-                    Rule.SHARED_SOCKET, Severity.WARNING, svc.file, s.line,
-                    f"service {s.service} serves SMB on the default socket, which NFS's "
-                    "rpc.gssd also uses: NFS and SMB share one socket and its services",
-                    "give the SMB service its own socket in a 0700 directory (socket = "
-                    "/run/gssproxy/cifs/cifs.sock) and point the helper at it"))
+                out.append(
+                    Finding(
+                        Rule.SHARED_SOCKET,
+                        Severity.WARNING,
+                        svc.file,
+                        s.line,
+                        f"service {s.service} serves SMB on the default socket, which NFS's "
+                        "rpc.gssd also uses: NFS and SMB share one socket and its services",
+                        "give the SMB service its own socket in a 0700 directory (socket = "
+                        "/run/gssproxy/cifs/cifs.sock) and point the helper at it",
+                    )
+                )
     return out
 
 
 def lint_paths(directory: Path, main: Path | None) -> list[Finding]:
     """Read gssproxy.conf (if given) and every ``*.conf`` in ``directory``; then ``lint``."""
     main_pair = (str(main), main.read_text(encoding="utf-8")) if main else None
-    snippets = [(str(p), p.read_text(encoding="utf-8"))
-                for p in sorted(directory.glob("*.conf"))
-                if main is None or p.resolve() != main.resolve()]
+    snippets = [
+        (str(p), p.read_text(encoding="utf-8"))
+        for p in sorted(directory.glob("*.conf"))
+        if main is None or p.resolve() != main.resolve()
+    ]
     return lint(main_pair, snippets)

@@ -16,8 +16,12 @@ def unified(states: list[FileState]) -> str:
             out.append(f"# {s.target}: {s.action.value}\n")
         old = (s.current or "").splitlines(keepends=True)
         new = (s.wanted.content if s.wanted else "").splitlines(keepends=True)
-        out.extend(difflib.unified_diff(
-            old, new,
-            fromfile=str(s.target) if s.current is not None else "/dev/null",
-            tofile=str(s.target) if s.wanted is not None else "/dev/null"))
+        out.extend(
+            difflib.unified_diff(
+                old,
+                new,
+                fromfile=str(s.target) if s.current is not None else "/dev/null",
+                tofile=str(s.target) if s.wanted is not None else "/dev/null",
+            )
+        )
     return "".join(out)

@@ -39,7 +39,7 @@ class Section:
 
     @property
     def service(self) -> str | None:
-        return self.name[len("service/"):] if self.name.startswith("service/") else None
+        return self.name[len("service/") :] if self.name.startswith("service/") else None
 
 
 @dataclass(frozen=True)

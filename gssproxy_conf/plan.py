@@ -64,17 +64,22 @@ def _notes(c: Config, files: list[Rendered]) -> list[str]:
     kinds = {f.kind for f in files}
     notes = []
     if Kind.TMPFILES in kinds:
-        notes.append(f"create the socket directories now: systemd-tmpfiles --create "
-                     f"{render_tmpfiles.TMPFILES_FILE}")
-    notes.append("reload gssproxy: systemctl reload gssproxy (a reload that cannot bind a new "
-                 "socket stops the daemon; check its log)")
+        notes.append(
+            f"create the socket directories now: systemd-tmpfiles --create "
+            f"{render_tmpfiles.TMPFILES_FILE}"
+        )
+    notes.append(
+        "reload gssproxy: systemctl reload gssproxy (a reload that cannot bind a new "
+        "socket stops the daemon; check its log)"
+    )
     if Kind.KRB5 in kinds:
         notes.append("make sure /etc/krb5.conf has 'includedir /etc/krb5.conf.d/'")
     if Kind.AUTOFS_MASTER in kinds:
-        notes.append("make sure /etc/auto.master has '+dir:/etc/auto.master.d', then "
-                     "reload autofs")
-    notes.append(f"the first entry of {c.client.keytab} must be {c.client_principal}: "
-                 "gssproxy 0.9 impersonates with the first key it finds")
+        notes.append("make sure /etc/auto.master has '+dir:/etc/auto.master.d', then reload autofs")
+    notes.append(
+        f"the first entry of {c.client.keytab} must be {c.client_principal}: "
+        "gssproxy 0.9 impersonates with the first key it finds"
+    )
     notes.append("apply the directory side: gssproxy-conf ad FILE")
     return notes
 
@@ -85,8 +90,12 @@ def build(c: Config) -> Plan:
     problems = []
     for f in files:
         if f.path in seen:
-            problems.append(Problem(Code.CONFLICT, f"{f.path} would hold both the "
-                                    f"{seen[f.path].value} and the {f.kind.value}"))
+            problems.append(
+                Problem(
+                    Code.CONFLICT,
+                    f"{f.path} would hold both the {seen[f.path].value} and the {f.kind.value}",
+                )
+            )
         seen[f.path] = f.kind
     if problems:
         raise ConfigError(problems)

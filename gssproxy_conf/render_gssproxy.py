@@ -84,21 +84,27 @@ def render(c: Config) -> list[Rendered]:
     out: list[Rendered] = []
     if c.smb.impersonate:
         body = format_section(
-            f"service/{SMB_SERVICE}", smb_service(c),
+            f"service/{SMB_SERVICE}",
+            smb_service(c),
             "SMB (cifs-upcall): the helper connects as root and names the user; gssproxy does\n"
-            "S4U2Self + S4U2Proxy with the client keytab. Keep program= and allow_any_uid out.")
+            "S4U2Self + S4U2Proxy with the client keytab. Keep program= and allow_any_uid out.",
+        )
         out.append(Rendered(SMB_FILE, body, Kind.GSSPROXY))
     if c.nfs is not None:
         where = f"socket {c.nfs.socket}" if c.nfs.socket else "gssproxy's default socket"
         body = format_section(
-            f"service/{NFS_SERVICE}", nfs_service(c),
-            f"NFS (rpc.gssd, GSS_USE_PROXY=yes) on {where}, apart from SMB.")
+            f"service/{NFS_SERVICE}",
+            nfs_service(c),
+            f"NFS (rpc.gssd, GSS_USE_PROXY=yes) on {where}, apart from SMB.",
+        )
         out.append(Rendered(NFS_FILE, body, Kind.GSSPROXY))
     if c.protected_users:
         parts = [
             format_section(
-                f"service/{PROTECTED_PREFIX}{u.name}", protected_service(c, u),
-                f"{u.name} (uid {u.uid}) is never impersonated: its own keytab, its own socket.")
+                f"service/{PROTECTED_PREFIX}{u.name}",
+                protected_service(c, u),
+                f"{u.name} (uid {u.uid}) is never impersonated: its own keytab, its own socket.",
+            )
             for u in c.protected_users
         ]
         out.append(Rendered(PROTECTED_FILE, "\n".join(parts), Kind.GSSPROXY))

@@ -65,25 +65,47 @@ def socket_path(value: str) -> str | None:
     if err:
         return err
     if len(value.encode()) > SUN_PATH_MAX:
-        return (f"socket path is {len(value.encode())} bytes; gssproxy silently truncates "
-                f"paths longer than {SUN_PATH_MAX}")
+        return (
+            f"socket path is {len(value.encode())} bytes; gssproxy silently truncates "
+            f"paths longer than {SUN_PATH_MAX}"
+        )
     return socket_dir(value)
 
 
 # Directories a tmpfiles.d "d" line must never re-own or chmod
-_SHARED_DIRS = frozenset({
-    "/", "/run", "/var/run", "/tmp", "/var/tmp", "/var", "/var/lib", "/var/lib/gssproxy",
-    "/var/lib/gssproxy/clients", "/etc", "/etc/gssproxy", "/root", "/home", "/dev", "/dev/shm",
-    "/usr", "/opt", "/srv", "/run/user",
-})
+_SHARED_DIRS = frozenset(
+    {
+        "/",
+        "/run",
+        "/var/run",
+        "/tmp",
+        "/var/tmp",
+        "/var",
+        "/var/lib",
+        "/var/lib/gssproxy",
+        "/var/lib/gssproxy/clients",
+        "/etc",
+        "/etc/gssproxy",
+        "/root",
+        "/home",
+        "/dev",
+        "/dev/shm",
+        "/usr",
+        "/opt",
+        "/srv",
+        "/run/user",
+    }
+)
 
 
 def socket_dir(value: str) -> str | None:
     """The socket's directory becomes ours (created and chmod-ed at boot): no shared ones."""
     parent = value.rsplit("/", 1)[0] or "/"
     if parent in _SHARED_DIRS:
-        return (f"put the socket in a dedicated directory (like /run/gssproxy/cifs/), not in "
-                f"{parent}: its mode is set at boot")
+        return (
+            f"put the socket in a dedicated directory (like /run/gssproxy/cifs/), not in "
+            f"{parent}: its mode is set at boot"
+        )
     return None
 
 

@@ -71,15 +71,19 @@ def _convert(ctx: _Ctx, node: yaml.Node) -> YNode:
         for key_node, value_node in node.value:
             key_loc = _loc(path, key_node)
             if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(Problem(Code.BAD_TYPE, "mapping keys must be plain strings",
-                                        key_loc))
+                problems.append(
+                    Problem(Code.BAD_TYPE, "mapping keys must be plain strings", key_loc)
+                )
                 continue
             key = str(key_node.value)
             if key in entries:
                 first = entries[key][0]
                 problems.append(
-                    Problem(Code.YAML_SYNTAX, f"duplicate key {key!r} (first at line {first.line})",
-                            key_loc)
+                    Problem(
+                        Code.YAML_SYNTAX,
+                        f"duplicate key {key!r} (first at line {first.line})",
+                        key_loc,
+                    )
                 )
                 continue
             entries[key] = (key_loc, _convert(ctx, value_node))

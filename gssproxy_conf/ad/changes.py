@@ -72,14 +72,29 @@ def plan(c: Config) -> list[Change]:
     targets = target_hosts(c)
     if targets:
         if c.delegation is Delegation.PROTOCOL_TRANSITION:
-            out.append(SetUacFlag(client, client_dn, UF_TRUSTED_TO_AUTH_FOR_DELEGATION,
-                                  c.account_uac(client), Why.PROTOCOL_TRANSITION))
-            out.append(SetAllowedToDelegateTo(client, client_dn,
-                                              tuple(f"{svc}/{h}" for svc, h in targets)))
+            out.append(
+                SetUacFlag(
+                    client,
+                    client_dn,
+                    UF_TRUSTED_TO_AUTH_FOR_DELEGATION,
+                    c.account_uac(client),
+                    Why.PROTOCOL_TRANSITION,
+                )
+            )
+            out.append(
+                SetAllowedToDelegateTo(client, client_dn, tuple(f"{svc}/{h}" for svc, h in targets))
+            )
         else:
             if c.ad.kdc is KdcFlavor.SAMBA:
-                out.append(SetUacFlag(client, client_dn, UF_TRUSTED_TO_AUTH_FOR_DELEGATION,
-                                      c.account_uac(client), Why.SAMBA_FORWARDABLE))
+                out.append(
+                    SetUacFlag(
+                        client,
+                        client_dn,
+                        UF_TRUSTED_TO_AUTH_FOR_DELEGATION,
+                        c.account_uac(client),
+                        Why.SAMBA_FORWARDABLE,
+                    )
+                )
             assert c.client.sid is not None  # the schema requires it for rbcd
             desc = sd.rbcd([c.client.sid, *c.ad.extra_rbcd_sids])
             for host in dict.fromkeys(h for _, h in targets):
@@ -87,6 +102,13 @@ def plan(c: Config) -> list[Change]:
                 out.append(SetRbcd(acct, c.dn_of(acct, c.ad.computers), host, client, desc))
     for u in c.protected_users:
         name = c.protected_principal(u).split("@", 1)[0]
-        out.append(SetUacFlag(name, c.dn_of(name, c.ad.users), UF_NOT_DELEGATED,
-                              c.account_uac(name), Why.PROTECTED))
+        out.append(
+            SetUacFlag(
+                name,
+                c.dn_of(name, c.ad.users),
+                UF_NOT_DELEGATED,
+                c.account_uac(name),
+                Why.PROTECTED,
+            )
+        )
     return out

@@ -29,20 +29,40 @@ def render(c: Config) -> str:
     ]
     for ch in plan(c):
         if isinstance(ch, SetUacFlag):
-            out.append(_record(ch.dn, "userAccountControl", [str(ch.new_uac)], [
-                f"{ch.account}: {ch.why.value}: flag 0x{ch.flag:08x}.",
-                f"LDIF replaces the whole value: assumes the current one is {ch.base_uac} "
-                f"(0x{ch.base_uac:x}); set ad.account_uac if not.",
-            ]))
+            out.append(
+                _record(
+                    ch.dn,
+                    "userAccountControl",
+                    [str(ch.new_uac)],
+                    [
+                        f"{ch.account}: {ch.why.value}: flag 0x{ch.flag:08x}.",
+                        f"LDIF replaces the whole value: assumes the current one is {ch.base_uac} "
+                        f"(0x{ch.base_uac:x}); set ad.account_uac if not.",
+                    ],
+                )
+            )
         elif isinstance(ch, SetAllowedToDelegateTo):
-            out.append(_record(ch.dn, "msDS-AllowedToDelegateTo", list(ch.spns), [
-                f"{ch.account} may delegate to exactly these services (replaces the list)."]))
+            out.append(
+                _record(
+                    ch.dn,
+                    "msDS-AllowedToDelegateTo",
+                    list(ch.spns),
+                    [f"{ch.account} may delegate to exactly these services (replaces the list)."],
+                )
+            )
         elif isinstance(ch, SetRbcd):
             blob = base64.b64encode(sd.encode(ch.descriptor)).decode()
-            out.append(_record(ch.dn, RBCD_ATTR, [f": {blob}"], [
-                f"{ch.host}: accept delegated tickets from {ch.client_account} (RBCD).",
-                f"SDDL: {sd.to_sddl(ch.descriptor)}",
-            ]))
+            out.append(
+                _record(
+                    ch.dn,
+                    RBCD_ATTR,
+                    [f": {blob}"],
+                    [
+                        f"{ch.host}: accept delegated tickets from {ch.client_account} (RBCD).",
+                        f"SDDL: {sd.to_sddl(ch.descriptor)}",
+                    ],
+                )
+            )
     return "\n".join(out)
 
 

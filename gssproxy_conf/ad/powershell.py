@@ -21,19 +21,26 @@ def _q(value: str) -> str:
 
 
 def render(c: Config) -> str:
-    lines = [f"# Directory changes for {c.client_principal} ({c.delegation.value}).",
-             "Import-Module ActiveDirectory", "$ErrorActionPreference = 'Stop'"]
+    lines = [
+        f"# Directory changes for {c.client_principal} ({c.delegation.value}).",
+        "Import-Module ActiveDirectory",
+        "$ErrorActionPreference = 'Stop'",
+    ]
     for ch in plan(c):
         if isinstance(ch, SetUacFlag) and ch.flag == UF_TRUSTED_TO_AUTH_FOR_DELEGATION:
-            lines.append(f"Set-ADAccountControl -Identity {_q(ch.account)} "
-                         "-TrustedToAuthForDelegation $true")
+            lines.append(
+                f"Set-ADAccountControl -Identity {_q(ch.account)} -TrustedToAuthForDelegation $true"
+            )
         elif isinstance(ch, SetUacFlag) and ch.flag == UF_NOT_DELEGATED:
-            lines.append(f"Set-ADAccountControl -Identity {_q(ch.account)} "
-                         "-AccountNotDelegated $true")
+            lines.append(
+                f"Set-ADAccountControl -Identity {_q(ch.account)} -AccountNotDelegated $true"
+            )
         elif isinstance(ch, SetAllowedToDelegateTo):
             spns = ",".join(_q(s) for s in ch.spns)
-            lines.append(f"Set-ADComputer -Identity {_q(ch.account)} "
-                         f"-Replace @{{'msDS-AllowedToDelegateTo' = @({spns})}}")
+            lines.append(
+                f"Set-ADComputer -Identity {_q(ch.account)} "
+                f"-Replace @{{'msDS-AllowedToDelegateTo' = @({spns})}}"
+            )
         elif isinstance(ch, SetRbcd):
             lines += [
                 f"# {ch.host}: accept delegated tickets from {ch.client_account} (RBCD)",

@@ -24,17 +24,18 @@ def commands(c: Config, extra: tuple[str, ...] = ()) -> list[list[str]]:
         elif isinstance(ch, SetUacFlag) and ch.flag == UF_NOT_DELEGATED:
             out.append(["samba-tool", "user", "sensitive", ch.account, "on"])
         elif isinstance(ch, SetAllowedToDelegateTo):
-            out += [["samba-tool", "delegation", "add-service", ch.account, spn]
-                    for spn in ch.spns]
+            out += [["samba-tool", "delegation", "add-service", ch.account, spn] for spn in ch.spns]
         elif isinstance(ch, SetRbcd):
-            out.append(["samba-tool", "delegation", "add-principal", ch.account,
-                        ch.client_account])
+            out.append(["samba-tool", "delegation", "add-principal", ch.account, ch.client_account])
     return [[*cmd, *extra] for cmd in out]
 
 
 def render(c: Config, extra: tuple[str, ...] = ()) -> str:
-    lines = ["#!/bin/sh", "# Directory changes for " + c.client_principal
-             + f" ({c.delegation.value}).", "set -e"]
+    lines = [
+        "#!/bin/sh",
+        "# Directory changes for " + c.client_principal + f" ({c.delegation.value}).",
+        "set -e",
+    ]
     if c.ad.extra_rbcd_sids:
         lines.append("# add-principal adds to the existing descriptor: the other SIDs stay.")
     lines += [shlex.join(cmd) for cmd in commands(c, extra)]

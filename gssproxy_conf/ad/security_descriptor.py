@@ -18,9 +18,18 @@ ACCESS_ALLOWED_ACE_TYPE = 0
 
 # SDDL right letters -> access mask bits (MS-DTYP 2.5.1.1), in the order Windows prints them
 RIGHTS: dict[str, int] = {
-    "CC": 0x00000001, "DC": 0x00000002, "LC": 0x00000004, "SW": 0x00000008,
-    "RP": 0x00000010, "WP": 0x00000020, "DT": 0x00000040, "LO": 0x00000080,
-    "CR": 0x00000100, "SD": 0x00010000, "RC": 0x00020000, "WD": 0x00040000,
+    "CC": 0x00000001,
+    "DC": 0x00000002,
+    "LC": 0x00000004,
+    "SW": 0x00000008,
+    "RP": 0x00000010,
+    "WP": 0x00000020,
+    "DT": 0x00000040,
+    "LO": 0x00000080,
+    "CR": 0x00000100,
+    "SD": 0x00010000,
+    "RC": 0x00020000,
+    "WD": 0x00040000,
     "WO": 0x00080000,
 }
 # What AD (Set-ADComputer -PrincipalsAllowedToDelegateToAccount) writes: all of the above
@@ -55,8 +64,11 @@ def encode_sid(sid: str) -> bytes:
     subs = [int(x) for x in m.group(2).split("-")[1:]]
     if authority >= 2**48 or len(subs) > 15 or any(s >= 2**32 for s in subs):
         raise DescriptorError(f"SID out of range: {sid!r}")
-    return (struct.pack("<BB", 1, len(subs)) + authority.to_bytes(6, "big")
-            + struct.pack(f"<{len(subs)}I", *subs))
+    return (
+        struct.pack("<BB", 1, len(subs))
+        + authority.to_bytes(6, "big")
+        + struct.pack(f"<{len(subs)}I", *subs)
+    )
 
 
 def decode_sid(data: bytes, offset: int = 0) -> tuple[str, int]:
@@ -69,7 +81,7 @@ def decode_sid(data: bytes, offset: int = 0) -> tuple[str, int]:
     end = offset + 8 + 4 * count
     if len(data) < end:
         raise DescriptorError("truncated SID")
-    authority = int.from_bytes(data[offset + 2:offset + 8], "big")
+    authority = int.from_bytes(data[offset + 2 : offset + 8], "big")
     subs = struct.unpack_from(f"<{count}I", data, offset + 8)
     return "-".join(["S-1", str(authority), *map(str, subs)]), end - offset
 
@@ -84,13 +96,20 @@ def encode(sd: Descriptor) -> bytes:
     aces = b"".join(_encode_ace(a) for a in sd.dacl)
     acl = struct.pack("<BBHHH", ACL_REVISION_DS, 0, 8 + len(aces), len(sd.dacl), 0) + aces
     header_len = 20
-    return struct.pack(
-        "<BBHIIII", 1, 0, SE_DACL_PRESENT | SE_SELF_RELATIVE,
-        header_len,  # owner
-        0,  # group: none
-        0,  # SACL: none
-        header_len + len(owner),  # DACL
-    ) + owner + acl
+    return (
+        struct.pack(
+            "<BBHIIII",
+            1,
+            0,
+            SE_DACL_PRESENT | SE_SELF_RELATIVE,
+            header_len,  # owner
+            0,  # group: none
+            0,  # SACL: none
+            header_len + len(owner),  # DACL
+        )
+        + owner
+        + acl
+    )
 
 
 def decode(data: bytes) -> Descriptor:
@@ -126,8 +145,11 @@ def _sddl_sid(sid: str) -> str:
 
 
 def to_sddl(sd: Descriptor) -> str:
-    aces = "".join(f"(A;;{rights_string(a.mask)};;;{_sddl_sid(a.sid)})" for a in sd.dacl
-                   if a.type == ACCESS_ALLOWED_ACE_TYPE and a.flags == 0)
+    aces = "".join(
+        f"(A;;{rights_string(a.mask)};;;{_sddl_sid(a.sid)})"
+        for a in sd.dacl
+        if a.type == ACCESS_ALLOWED_ACE_TYPE and a.flags == 0
+    )
     if len(aces) and aces.count("(") != len(sd.dacl):
         raise DescriptorError("only plain allow ACEs can be written as SDDL here")
     return f"O:{_sddl_sid(sd.owner)}D:{aces}"

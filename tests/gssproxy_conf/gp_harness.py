@@ -22,7 +22,7 @@ from pathlib import Path
 PYTHON = "/opt/cifs-upcall/bin/python"
 DEFAULT_SOCKET = "/run/gssproxy/default.sock"
 
-CLIENT_SOURCE = r'''
+CLIENT_SOURCE = r"""
 import json, sys
 import gssapi
 req = json.loads(sys.argv[1])
@@ -40,7 +40,7 @@ try:
                       "token_len": len(token), "complete": bool(ctx.complete)}))
 except Exception as exc:
     print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -66,43 +66,79 @@ class Gssproxy:
 
     def request(self, socket: str, name: str | None, target: str) -> ClientResult:
         """One GSS client process (the interposer connects once per process) as root."""
-        env = {**self.env, "GSS_USE_PROXY": "yes", "GSSPROXY_BEHAVIOR": "REMOTE_ONLY",
-               "GSSPROXY_SOCKET": socket, "KRB5CCNAME": "MEMORY:gpc-test",
-               "PYTHONDONTWRITEBYTECODE": "1"}
-        argv = ["nsenter", "-t", str(self.pid), "-m", "-n", "--", "env", "-i",
-                *(f"{k}={v}" for k, v in env.items()),
-                PYTHON, "-c", CLIENT_SOURCE, json.dumps({"name": name, "target": target})]
+        env = {
+            **self.env,
+            "GSS_USE_PROXY": "yes",
+            "GSSPROXY_BEHAVIOR": "REMOTE_ONLY",
+            "GSSPROXY_SOCKET": socket,
+            "KRB5CCNAME": "MEMORY:gpc-test",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        argv = [
+            "nsenter",
+            "-t",
+            str(self.pid),
+            "-m",
+            "-n",
+            "--",
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in env.items()),
+            PYTHON,
+            "-c",
+            CLIENT_SOURCE,
+            json.dumps({"name": name, "target": target}),
+        ]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         lines = res.stdout.strip().splitlines()
         try:
             out = json.loads(lines[-1])
         except (IndexError, ValueError):
             return ClientResult(False, "", f"rc={res.returncode} {res.stderr}", res.stdout)
-        return ClientResult(out["ok"], out.get("initiator", ""), out.get("error", ""),
-                            res.stdout + res.stderr)
+        return ClientResult(
+            out["ok"], out.get("initiator", ""), out.get("error", ""), res.stdout + res.stderr
+        )
 
 
 @contextmanager
-def running_gssproxy(root: Path, work: Path, *, netns: str | None = None,
-                     env: dict[str, str] | None = None, timeout: float = 15) -> Iterator[Gssproxy]:
+def running_gssproxy(
+    root: Path,
+    work: Path,
+    *,
+    netns: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 15,
+) -> Iterator[Gssproxy]:
     """Start gssproxy on ``root``/etc/gssproxy (a generated tree); stop it by pid."""
     clients = work / "clients"
     clients.mkdir(parents=True, exist_ok=True)
     main = work / "gssproxy.conf"
     main.write_text("[gssproxy]\n  debug_level = 3\n")
     tmpfiles = root / "etc/tmpfiles.d/cifs-upcall-gssproxy.conf"
-    script = " && ".join([
-        "set -e",
-        "mount -t tmpfs -o mode=755 gpc-run /run",
-        f"mount --bind {clients} /var/lib/gssproxy/clients",
-        "mkdir -p /run/gssproxy",
-        f"systemd-tmpfiles --create {tmpfiles}" if tmpfiles.exists() else "true",
-        f"exec gssproxy -i -d --debug-level=3 -c {main} -C {root / 'etc/gssproxy'} "
-        f"-s {DEFAULT_SOCKET}",
-    ])
+    script = " && ".join(
+        [
+            "set -e",
+            "mount -t tmpfs -o mode=755 gpc-run /run",
+            f"mount --bind {clients} /var/lib/gssproxy/clients",
+            "mkdir -p /run/gssproxy",
+            f"systemd-tmpfiles --create {tmpfiles}" if tmpfiles.exists() else "true",
+            f"exec gssproxy -i -d --debug-level=3 -c {main} -C {root / 'etc/gssproxy'} "
+            f"-s {DEFAULT_SOCKET}",
+        ]
+    )
     full_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(env or {})}
-    argv = ["env", "-i", *(f"{k}={v}" for k, v in full_env.items()),
-            "unshare", "-m", "--propagation", "private", "sh", "-c", script]
+    argv = [
+        "env",
+        "-i",
+        *(f"{k}={v}" for k, v in full_env.items()),
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+    ]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     log = work / "gssproxy.log"

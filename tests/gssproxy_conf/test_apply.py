@@ -42,8 +42,9 @@ def test_foreign_file_refused_and_nothing_written(example, tmp_path: Path) -> No
     with pytest.raises(OwnershipError) as ei:
         apply(plan.build(example), tmp_path)
     assert "not written by gssproxy-conf" in str(ei.value)
-    assert tree(tmp_path) == {"etc/request-key.d/cifs.spnego.conf":
-                              "create cifs.spnego * * /usr/sbin/cifs.upcall %k\n"}
+    assert tree(tmp_path) == {
+        "etc/request-key.d/cifs.spnego.conf": "create cifs.spnego * * /usr/sbin/cifs.upcall %k\n"
+    }
 
 
 def test_edited_file_refused_unless_forced(example, tmp_path: Path) -> None:
@@ -75,8 +76,10 @@ def test_update_and_stale_removal(example, tmp_path: Path) -> None:
     # a foreign file at a managed path is not ours to remove
     foreign = tmp_path / "etc/gssproxy/50-nfs-client.conf"
     foreign.write_text("[service/x]\n")
-    assert all(str(s.path) != "/etc/gssproxy/50-nfs-client.conf"
-               for s in assess(plan.build(smaller), tmp_path))
+    assert all(
+        str(s.path) != "/etc/gssproxy/50-nfs-client.conf"
+        for s in assess(plan.build(smaller), tmp_path)
+    )
     assert foreign.exists()
 
 

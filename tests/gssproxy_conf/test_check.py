@@ -20,8 +20,9 @@ GOOD_SVC = """\
 """
 
 
-def rules(snippets: dict[str, str],
-          main: tuple[str, str] | None = MAIN) -> list[tuple[Rule, str, int]]:
+def rules(
+    snippets: dict[str, str], main: tuple[str, str] | None = MAIN
+) -> list[tuple[Rule, str, int]]:
     return [(f.rule, f.file, f.line) for f in lint(main, list(snippets.items()))]
 
 
@@ -32,16 +33,22 @@ def test_clean_baseline() -> None:
 def test_section_repeated_across_files_is_dropped() -> None:
     got = lint(MAIN, [("50-a.conf", GOOD_SVC), ("60-b.conf", "# again\n" + GOOD_SVC)])
     [f] = got
-    assert (f.rule, f.severity, f.file, f.line) == (Rule.DUPLICATE_SECTION, Severity.ERROR,
-                                                    "60-b.conf", 2)
+    assert (f.rule, f.severity, f.file, f.line) == (
+        Rule.DUPLICATE_SECTION,
+        Severity.ERROR,
+        "60-b.conf",
+        2,
+    )
     assert "dropped" in f.message and "50-a.conf" in f.message
 
 
 def test_globals_in_snippet_ignored() -> None:
     assert rules({"50-g.conf": "[gssproxy]\n  debug_level = 3\n"}) == [
-        (Rule.DUPLICATE_SECTION, "50-g.conf", 1)]  # the main file already has [gssproxy]
+        (Rule.DUPLICATE_SECTION, "50-g.conf", 1)
+    ]  # the main file already has [gssproxy]
     assert rules({"50-g.conf": "[gssproxy]\n  debug_level = 3\n"}, main=None) == [
-        (Rule.GLOBALS_IN_SNIPPET, "50-g.conf", 1)]
+        (Rule.GLOBALS_IN_SNIPPET, "50-g.conf", 1)
+    ]
 
 
 @pytest.mark.parametrize("mechs", ["krb5, spnego", "KRB5", "krb5 # the only one"])
@@ -65,10 +72,14 @@ def test_impersonate_breaks_callers_without_name() -> None:
 def test_nfs_and_smb_sharing_one_service() -> None:
     # Debian's example client service plus an SMB impersonation service, both on the default
     # socket: gssproxy refuses it, and SMB impersonation sits where rpc.gssd connects
-    nfs = ("[service/network-fs-clients]\n  mechs = krb5\n  euid = 0\n  allow_any_uid = yes\n"
-           "  trusted = yes\n  cred_store = keytab:/etc/krb5.keytab\n")
-    smb = ("[service/smb]\n  mechs = krb5\n  euid = 0\n  impersonate = yes\n"
-           "  krb5_principal = C$@R\n  cred_store = keytab:/etc/krb5.keytab\n")
+    nfs = (
+        "[service/network-fs-clients]\n  mechs = krb5\n  euid = 0\n  allow_any_uid = yes\n"
+        "  trusted = yes\n  cred_store = keytab:/etc/krb5.keytab\n"
+    )
+    smb = (
+        "[service/smb]\n  mechs = krb5\n  euid = 0\n  impersonate = yes\n"
+        "  krb5_principal = C$@R\n  cred_store = keytab:/etc/krb5.keytab\n"
+    )
     got = lint(MAIN, [("99-network-fs-clients.conf", nfs), ("50-smb.conf", smb)])
     assert {(f.rule, f.severity, f.file) for f in got} == {
         (Rule.SHARED_SOCKET, Severity.WARNING, "50-smb.conf"),
@@ -89,11 +100,16 @@ def test_smaller_traps() -> None:
     )
     got = set(rules({"50-a.conf": svc, "zz.conf": GOOD_SVC, "50-b.conf": "[service/b]\n"}))
     assert got == {
-        (Rule.NOT_A_BOOLEAN, "50-a.conf", 6), (Rule.SUBSTITUTION, "50-a.conf", 7),
-        (Rule.LEGACY_CRED_STORE, "50-a.conf", 8), (Rule.FLAG_NAME, "50-a.conf", 9),
-        (Rule.CRED_USAGE, "50-a.conf", 10), (Rule.UNKNOWN_OPTION, "50-a.conf", 11),
-        (Rule.TRAILING_COMMENT, "50-a.conf", 12), (Rule.IGNORED_FILE, "zz.conf", 1),
-        (Rule.MISSING_EUID, "50-b.conf", 1), (Rule.MECHS, "50-b.conf", 1),
+        (Rule.NOT_A_BOOLEAN, "50-a.conf", 6),
+        (Rule.SUBSTITUTION, "50-a.conf", 7),
+        (Rule.LEGACY_CRED_STORE, "50-a.conf", 8),
+        (Rule.FLAG_NAME, "50-a.conf", 9),
+        (Rule.CRED_USAGE, "50-a.conf", 10),
+        (Rule.UNKNOWN_OPTION, "50-a.conf", 11),
+        (Rule.TRAILING_COMMENT, "50-a.conf", 12),
+        (Rule.IGNORED_FILE, "zz.conf", 1),
+        (Rule.MISSING_EUID, "50-b.conf", 1),
+        (Rule.MECHS, "50-b.conf", 1),
     }
 
 

@@ -78,8 +78,10 @@ def test_key_facts_in_renderings(example) -> None:
     assert smb_s.values("socket") == ["/run/gssproxy/cifs/cifs.sock"]
     assert nfs_s.values("socket") == []  # NFS stays on rpc.gssd's default socket
     assert nfs_s.values("impersonate") == ["no"]
-    assert "create cifs.spnego * * /opt/cifs-upcall/bin/cifs-upcall --policy " \
-           "/etc/cifs-upcall/policy.yaml %k\n" in rk.content
+    assert (
+        "create cifs.spnego * * /opt/cifs-upcall/bin/cifs-upcall --policy "
+        "/etc/cifs-upcall/policy.yaml %k\n" in rk.content
+    )
     assert ",multiuser," in am.content and "cruid=${UID}" in am.content
 
 

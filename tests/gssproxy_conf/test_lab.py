@@ -31,23 +31,37 @@ class Acct:
 
 
 def _uac(lab, account: str) -> int:  # type: ignore[no-untyped-def]
-    out = subprocess.run(["ldbsearch", "-H", str(lab.dc_dir / "private/sam.ldb"),
-                          f"(sAMAccountName={account})", "userAccountControl"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ldbsearch",
+            "-H",
+            str(lab.dc_dir / "private/sam.ldb"),
+            f"(sAMAccountName={account})",
+            "userAccountControl",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return int(re.search(r"userAccountControl: (\d+)", out).group(1))  # type: ignore[union-attr]
 
 
 def _config(  # type: ignore[no-untyped-def]
-        lab, client: Acct, protected: str | None, extra: str = "") -> Config:
-    text = (f"realm: {lab.realm}\n"
-            f"client: {{principal: '{client.name}', keytab: {client.keytab}}}\n"
-            f"smb: {{servers: [{lab.fqdn}]}}\n"
-            "nfs: {impersonate: false}\n")
+    lab, client: Acct, protected: str | None, extra: str = ""
+) -> Config:
+    text = (
+        f"realm: {lab.realm}\n"
+        f"client: {{principal: '{client.name}', keytab: {client.keytab}}}\n"
+        f"smb: {{servers: [{lab.fqdn}]}}\n"
+        "nfs: {impersonate: false}\n"
+    )
     uacs = {client.name: _uac(lab, client.name)}
     if protected:
-        text += ("protected_users:\n"
-                 f"  - {{name: {protected}, uid: {PROT_UID}, "
-                 f"keytab: /var/lib/gssproxy/clients/{PROT_UID}.keytab}}\n")
+        text += (
+            "protected_users:\n"
+            f"  - {{name: {protected}, uid: {PROT_UID}, "
+            f"keytab: /var/lib/gssproxy/clients/{PROT_UID}.keytab}}\n"
+        )
         uacs[protected] = _uac(lab, protected)
     text += "ad: {account_uac: {" + ", ".join(f"'{k}': {v}" for k, v in uacs.items()) + "}}\n"
     return schema.load(text + extra, "lab.yaml")
@@ -56,12 +70,16 @@ def _config(  # type: ignore[no-untyped-def]
 def _s4u(lab, client: Acct, user: str, tmp: Path) -> tuple[bool, str, str]:  # type: ignore[no-untyped-def]
     """kinit from the keytab, then kvno -U user -P cifs/dc: S4U2Self + S4U2Proxy."""
     cc = f"FILE:{tmp}/cc.{client.name}"
-    lab.run(["kinit", "-k", "-t", str(client.keytab), f"{client.name}@{lab.realm}"],
-            env=lab.env(KRB5CCNAME=cc))
+    lab.run(
+        ["kinit", "-k", "-t", str(client.keytab), f"{client.name}@{lab.realm}"],
+        env=lab.env(KRB5CCNAME=cc),
+    )
     off = lab.kdc_log_offset()
-    res = lab.run(["kvno", "-U", user, "-P", f"cifs/{lab.fqdn}",
-                   "--out-cache", f"FILE:{tmp}/cc.{user}.out"],
-                  env=lab.env(KRB5CCNAME=cc), check=False)
+    res = lab.run(
+        ["kvno", "-U", user, "-P", f"cifs/{lab.fqdn}", "--out-cache", f"FILE:{tmp}/cc.{user}.out"],
+        env=lab.env(KRB5CCNAME=cc),
+        check=False,
+    )
     return res.returncode == 0, res.stdout + res.stderr, lab.kdc_log_since(off)
 
 
@@ -77,7 +95,8 @@ def protected_user(samba_lab) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 
 def test_protocol_transition_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-untyped-def]
-        samba_lab, pt_client: Acct, protected_user: str, tmp_path: Path) -> None:
+    samba_lab, pt_client: Acct, protected_user: str, tmp_path: Path
+) -> None:
     lab = samba_lab
     ok, out, log = _s4u(lab, pt_client, "alice", tmp_path)
     assert not ok, out  # no delegation yet: the KDC refuses
@@ -86,13 +105,19 @@ def test_protocol_transition_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-un
     # the protocol-transition LDIF, without protected users first
     first = tmp_path / "pt.ldif"
     first.write_text(ldif.render(_config(lab, pt_client, None)))
-    subprocess.run(["ldbmodify", "-H", str(lab.dc_dir / "private/sam.ldb"), str(first)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ldbmodify", "-H", str(lab.dc_dir / "private/sam.ldb"), str(first)],
+        check=True,
+        capture_output=True,
+    )
     assert _uac(lab, pt_client.name) & 0x01000000
     ok, out, log = _s4u(lab, pt_client, "alice", tmp_path)
     assert ok, out + log
-    proxied = [ln for ln in log.splitlines() if "TGS-REQ" in ln and "impersonatee=alice@" in ln
-               and f"cifs/{lab.fqdn}" in ln]
+    proxied = [
+        ln
+        for ln in log.splitlines()
+        if "TGS-REQ" in ln and "impersonatee=alice@" in ln and f"cifs/{lab.fqdn}" in ln
+    ]
     assert proxied and all("reason=" not in ln for ln in proxied), log
     ok, out, _ = _s4u(lab, pt_client, protected_user, tmp_path)
     assert ok, out  # not yet protected: delegation works for it too
@@ -100,8 +125,11 @@ def test_protocol_transition_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-un
     # now with the protected user: the KDC itself refuses to delegate it
     second = tmp_path / "pt-protected.ldif"
     second.write_text(ldif.render(_config(lab, pt_client, protected_user)))
-    subprocess.run(["ldbmodify", "-H", str(lab.dc_dir / "private/sam.ldb"), str(second)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ldbmodify", "-H", str(lab.dc_dir / "private/sam.ldb"), str(second)],
+        check=True,
+        capture_output=True,
+    )
     assert _uac(lab, protected_user) & 0x00100000
     ok, out, log = _s4u(lab, pt_client, protected_user, tmp_path)
     assert not ok, out
@@ -110,14 +138,20 @@ def test_protocol_transition_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-un
 
 
 def test_generated_gssproxy_serves_each_service(  # type: ignore[no-untyped-def]
-        samba_lab, tmp_path: Path) -> None:
+    samba_lab, tmp_path: Path
+) -> None:
     lab = samba_lab
     client = Acct("GPCGP$", lab.add_computer("gpcgp"))
     prot = "gpcprot2"
     lab.add_user(prot, PROT_UID + 1, local=False)
-    c = _config(lab, client, None, "protected_users:\n"
-                f"  - {{name: {prot}, uid: {PROT_UID + 1}, "
-                f"keytab: /var/lib/gssproxy/clients/{PROT_UID + 1}.keytab}}\n")
+    c = _config(
+        lab,
+        client,
+        None,
+        "protected_users:\n"
+        f"  - {{name: {prot}, uid: {PROT_UID + 1}, "
+        f"keytab: /var/lib/gssproxy/clients/{PROT_UID + 1}.keytab}}\n",
+    )
     # the directory side through the samba-tool rendering this time
     for cmd in samba_tool.commands(c):
         assert cmd[0] == "samba-tool"
@@ -127,8 +161,7 @@ def test_generated_gssproxy_serves_each_service(  # type: ignore[no-untyped-def]
     (work / "clients").mkdir(parents=True)
     lab.export_keytab(f"{prot}@{lab.realm}", work / "clients" / f"{PROT_UID + 1}.keytab")
 
-    with running_gssproxy(root, work, netns=lab.ns,
-                          env={"KRB5_CONFIG": str(lab.krb5_conf)}) as gp:
+    with running_gssproxy(root, work, netns=lab.ns, env={"KRB5_CONFIG": str(lab.krb5_conf)}) as gp:
         target = f"cifs@{lab.fqdn}"
         # SMB: root names alice; gssproxy does S4U2Self + S4U2Proxy with GPCGP$'s keytab
         off = lab.kdc_log_offset()
@@ -141,8 +174,7 @@ def test_generated_gssproxy_serves_each_service(  # type: ignore[no-untyped-def]
         assert r.ok and r.initiator == f"GPCGP$@{lab.realm}", r.raw
         # protected user: its own keytab on its own socket, no impersonation
         off = lab.kdc_log_offset()
-        r = gp.request(f"/run/gssproxy/cifs/protected-{prot}.sock", f"{prot}@{lab.realm}",
-                       target)
+        r = gp.request(f"/run/gssproxy/cifs/protected-{prot}.sock", f"{prot}@{lab.realm}", target)
         assert r.ok and r.initiator == f"{prot}@{lab.realm}", r.raw
         assert f"impersonatee={prot}@" not in lab.kdc_log_since(off)
         # and the impersonating service cannot be used for it: NOT_DELEGATED (user sensitive)

@@ -27,15 +27,20 @@ def _only_if_chroot_is_cached() -> None:
 
 def _tool(lab, *argv: str) -> str:  # type: ignore[no-untyped-def]
     # the chroot's 4.22 ldb tools on the DC's own sam.ldb (the host's 4.17 ldb is older)
-    res = subprocess.run(lab._tool_argv(list(argv)), capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(lab._tool_argv(list(argv)), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout
 
 
 def _attr(lab, account: str, attr: str) -> str:  # type: ignore[no-untyped-def]
-    out = _tool(lab, "ldbsearch", "-H", lab._inner(lab.dc_dir / "private/sam.ldb"),
-                f"(sAMAccountName={account})", attr)
+    out = _tool(
+        lab,
+        "ldbsearch",
+        "-H",
+        lab._inner(lab.dc_dir / "private/sam.ldb"),
+        f"(sAMAccountName={account})",
+        attr,
+    )
     m = re.search(rf"^{attr}: (.+)$", out, re.MULTILINE)
     assert m, out
     return m.group(1)
@@ -49,25 +54,36 @@ def no_grant(samba_rbcd_lab) -> Iterator[None]:  # type: ignore[no-untyped-def]
 
 def _s4u(lab, tmp: Path) -> tuple[bool, str, str]:  # type: ignore[no-untyped-def]
     cc = f"FILE:{tmp}/cc.client2"
-    lab.run(["kinit", "-k", "-t", str(lab.base / "client2.keytab"), f"CLIENT2$@{lab.realm}"],
-            env=lab.env(KRB5CCNAME=cc))
+    lab.run(
+        ["kinit", "-k", "-t", str(lab.base / "client2.keytab"), f"CLIENT2$@{lab.realm}"],
+        env=lab.env(KRB5CCNAME=cc),
+    )
     off = lab.kdc_log_offset()
-    res = lab.run(["kvno", "-U", "alice2", "-P", f"cifs/{lab.fqdn}",
-                   "--out-cache", f"FILE:{tmp}/cc.out"], env=lab.env(KRB5CCNAME=cc),
-                  check=False)
+    res = lab.run(
+        ["kvno", "-U", "alice2", "-P", f"cifs/{lab.fqdn}", "--out-cache", f"FILE:{tmp}/cc.out"],
+        env=lab.env(KRB5CCNAME=cc),
+        check=False,
+    )
     return res.returncode == 0, res.stdout + res.stderr, lab.kdc_log_since(off)
 
 
 def test_rbcd_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-untyped-def]
-        samba_rbcd_lab, no_grant: None, tmp_path: Path) -> None:
+    samba_rbcd_lab, no_grant: None, tmp_path: Path
+) -> None:
     lab = samba_rbcd_lab
     ok, out, log = _s4u(lab, tmp_path)
     assert not ok, out
     assert "Constrained delegation not allowed" in log, log
 
     client_sid = _attr(lab, "CLIENT2$", "objectSid")
-    out = _tool(lab, "ldbsearch", "-H", lab._inner(lab.dc_dir / "private/sam.ldb"),
-                "(sAMAccountName=DC2$)", "userAccountControl")
+    out = _tool(
+        lab,
+        "ldbsearch",
+        "-H",
+        lab._inner(lab.dc_dir / "private/sam.ldb"),
+        "(sAMAccountName=DC2$)",
+        "userAccountControl",
+    )
     dc_dn = re.search(r"^dn: (.+)$", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
     uac = _attr(lab, "CLIENT2$", "userAccountControl")
     c = schema.load(
@@ -76,7 +92,9 @@ def test_rbcd_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-untyped-def]
         f"sid: {client_sid}}}\n"
         "delegation: rbcd\n"
         f"smb: {{servers: [{lab.fqdn}]}}\n"
-        f"ad: {{account_uac: {{CLIENT2$: {uac}}}, dns: {{DC2$: '{dc_dn}'}}}}\n", "rbcd-lab.yaml")
+        f"ad: {{account_uac: {{CLIENT2$: {uac}}}, dns: {{DC2$: '{dc_dn}'}}}}\n",
+        "rbcd-lab.yaml",
+    )
     text = ldif.render(c)
     assert f"dn: {dc_dn}" in text
     path = lab.base / "gpc-rbcd.ldif"
@@ -89,5 +107,6 @@ def test_rbcd_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-untyped-def]
 
     ok, out, log = _s4u(lab, tmp_path)
     assert ok, out + log
-    assert any("TGS-REQ SUCCESS" in ln and "impersonatee=alice2@" in ln
-               for ln in log.splitlines()), log
+    assert any(
+        "TGS-REQ SUCCESS" in ln and "impersonatee=alice2@" in ln for ln in log.splitlines()
+    ), log

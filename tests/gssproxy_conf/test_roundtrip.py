@@ -14,8 +14,7 @@ from gssproxy_conf.model import Config, Delegation
 from .readback import project, readback
 from .strategies import configs
 
-SETTINGS = settings(max_examples=100, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
@@ -35,8 +34,9 @@ def test_rendered_files_read_back_to_the_model(c: Config) -> None:
 @given(configs())
 def test_rendered_gssproxy_config_lints_clean(c: Config) -> None:
     p = plan.build(c)
-    snippets = [(str(f.path), strip(f.content)) for f in p.files
-                if str(f.path).startswith("/etc/gssproxy/")]
+    snippets = [
+        (str(f.path), strip(f.content)) for f in p.files if str(f.path).startswith("/etc/gssproxy/")
+    ]
     assert lint(("gssproxy.conf", "[gssproxy]\n"), snippets) == []
 
 

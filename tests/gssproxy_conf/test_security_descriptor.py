@@ -61,8 +61,10 @@ def test_ldif_value_is_the_descriptor(rbcd_example) -> None:
     assert mods
     for m in mods:
         desc = sd.decode(m.values[0])
-        assert [a.sid for a in desc.dacl] == [rbcd_example.client.sid,
-                                             *rbcd_example.ad.extra_rbcd_sids]
+        assert [a.sid for a in desc.dacl] == [
+            rbcd_example.client.sid,
+            *rbcd_example.ad.extra_rbcd_sids,
+        ]
         assert base64.b64encode(m.values[0]).decode() in ldif.render(rbcd_example)
 
 
