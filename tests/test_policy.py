@@ -189,3 +189,21 @@ def test_rule_inherits_the_defaults_proxy_kind_and_may_override_it() -> None:
     imp = Rule(Match(users=("alice",)), Mode.PROXY_ONLY, SOCK, "f:2", ProxyKind.IMPERSONATE)
     d = _d(_policy(imp, socket=OWN, proxy=ProxyKind.OWN_KEYTAB))
     assert d.steps == (Step.PROXY,) and d.socket == SOCK
+
+
+def test_deny_groups_is_a_hard_limit_on_impersonation_only() -> None:
+    p = Policy(
+        defaults=Defaults(mode=Mode.PROXY_FIRST, socket=SOCK),
+        deny_groups=frozenset({"protected users"}),
+        rules=(Rule(Match(users=("alice",)), Mode.PROXY_ONLY, SOCK),),  # cannot lift it
+    )
+    member = UserFacts(1500, "alice", frozenset({"users", "protected users"}))
+    d = _d(p, member)
+    assert Step.PROXY not in d.steps and d.excluded
+    assert d.no_proxy == "alice is a member of protected users (deny_groups)"
+    assert _d(p, ALICE).steps == (Step.PROXY,)  # not a member: the rule applies
+    own = Rule(
+        Match(users=("alice",)), Mode.LOCAL_FIRST, "/run/gp/o.sock", proxy=ProxyKind.OWN_KEYTAB
+    )
+    p_own = Policy(deny_groups=frozenset({"protected users"}), rules=(own,))
+    assert _d(p_own, member).steps == (Step.LOCAL, Step.PROXY_KEYTAB)  # not impersonation

@@ -224,3 +224,11 @@ def test_accepts_what_gssproxy_conf_renders(golden: Path) -> None:
         )
         d = decide(impersonating, server, user, "EXAMPLE.COM")
         assert d.steps == (Step.LOCAL,) and d.no_proxy == f"{name} is in deny_users"
+
+
+def test_deny_groups_parsed_and_strict(root_dir: Path) -> None:
+    p = policy_file.load(str(_write(root_dir, 'version: 1\ndeny_groups: ["protected users"]\n')))
+    assert p.deny_groups == frozenset({"protected users"}) and p.needs_groups
+    with pytest.raises(BadPolicy) as e:
+        policy_file.load(str(_write(root_dir, "version: 1\ndeny_groups: {a: b}\n")))
+    assert ":2:" in str(e.value) and "deny_groups" in str(e.value)

@@ -267,3 +267,30 @@ def test_iakerb_is_refused_with_a_reason(samba_lab: SambaLab, tmp_world: Path) -
         r = dry_run(samba_lab, description(samba_lab, 23001, pid, sec="iakerb"), tmp_world)
     assert not r.ok and r.doc["reason"] == "unsupported-mech"
     assert "IAKerb" in r.doc["message"]
+
+
+def test_deny_groups_member_is_never_sent_to_gssproxy(
+    samba_lab: SambaLab, tmp_world: Path, tmp_path: Path
+) -> None:
+    """Group membership comes from the host's NSS (getgrouplist), as winbind/sssd would supply
+    AD's Protected Users; the proxy step is dropped before any gssproxy connection."""
+    group = "cuptest-protected"
+    subprocess.run(["groupadd", "-f", group], check=True)
+    subprocess.run(["usermod", "-aG", group, "alice"], check=True)
+    try:
+        policy = tmp_path / "policy.yaml"  # root-owned, in root-owned 0700 directories
+        socket = tmp_path / "gp" / "cifs.sock"  # never created: it must not even be tried
+        policy.write_text(
+            f"version: 1\ndefaults: {{mode: local-first, socket: {socket}}}\n"
+            f"deny_groups: [{group}]\n"
+        )
+        policy.chmod(0o644)
+        with caller(samba_lab, "alice", samba_lab.env()) as pid:
+            desc = description(samba_lab, samba_lab.users["alice"].uid, pid)
+            r = dry_run(samba_lab, desc, tmp_world, "--policy", str(policy))
+        assert not r.ok and r.doc["reason"] == "policy-denied", r.doc
+        assert f"alice is a member of {group} (deny_groups)" in r.trail_text()
+        assert "proxy-unavailable" not in r.trail_text()
+    finally:
+        subprocess.run(["gpasswd", "-d", "alice", group], capture_output=True)
+        subprocess.run(["groupdel", group], capture_output=True)

@@ -107,7 +107,7 @@ def _ccache_choice(
 
 def _user_facts(ident: Identity, policy: Policy) -> UserFacts:
     groups: frozenset[str] = frozenset()
-    if ident.name is not None and any(r.match.groups for r in policy.rules):
+    if ident.name is not None and policy.needs_groups:
         import grp
         import os
 

@@ -124,6 +124,13 @@ class Policy:
     principal_map: Mapping[str, str] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     origin: str = "built-in defaults (no policy file): no gssproxy socket, so never impersonates"
+    # Members of these groups (host NSS, e.g. AD's "protected users" through winbind or sssd)
+    # are never impersonated: Samba's KDC does not refuse S4U for Protected Users itself.
+    deny_groups: frozenset[str] = frozenset()
+
+    @property
+    def needs_groups(self) -> bool:
+        return bool(self.deny_groups) or any(r.match.groups for r in self.rules)
 
     @property
     def needs_server_realm(self) -> bool:
@@ -184,6 +191,9 @@ def proxy_refusal(policy: Policy, user: UserFacts, kind: ProxyKind = ProxyKind.I
         return f"uid {user.uid} is below min_uid {policy.defaults.min_uid}"
     if user.name is not None and user.name in policy.deny_users:
         return f"{user.name} is in deny_users"
+    denied_groups = sorted(user.groups & policy.deny_groups)
+    if denied_groups:
+        return f"{user.name or user.uid} is a member of {', '.join(denied_groups)} (deny_groups)"
     if user.name is None and str(user.uid) not in policy.principal_map:
         return f"uid {user.uid} has no login name and no principal_map entry"
     return ""

@@ -258,7 +258,7 @@ def parse(text: str, path: str) -> Policy:
         raise BadPolicy(f"{path}{line}: YAML syntax: {getattr(e, 'problem', e)}") from None
     if root is None:
         raise BadPolicy(f"{path}: empty policy file")
-    keys = {"version", "defaults", "deny_users", "principal_map", "rules"}
+    keys = {"version", "defaults", "deny_users", "deny_groups", "principal_map", "rules"}
     top = _mapping(root, err, "policy", keys)
     if top is None:
         raise BadPolicy("; ".join(err.items))
@@ -268,9 +268,14 @@ def parse(text: str, path: str) -> Policy:
         err.at(top["version"], f"unsupported version (this helper reads version {VERSION})")
     defaults = _defaults(top["defaults"], err) if "defaults" in top else Defaults()
     deny = _list(top["deny_users"], err, "deny_users", _str) if "deny_users" in top else ()
+    deny_groups = (
+        _list(top["deny_groups"], err, "deny_groups", _str) if "deny_groups" in top else ()
+    )
     pmap = _principal_map(top["principal_map"], err) if "principal_map" in top else {}
     rules = _rules(top["rules"], err, path) if "rules" in top else ()
     _one_kind_per_socket(defaults, rules, err)
     if err.items:
         raise BadPolicy("; ".join(err.items))
-    return Policy(defaults, frozenset(deny), pmap, rules, origin=path)
+    return Policy(
+        defaults, frozenset(deny), pmap, rules, origin=path, deny_groups=frozenset(deny_groups)
+    )
