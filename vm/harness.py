@@ -328,7 +328,11 @@ def main() -> int:
     tail = threading.Thread(target=follow, args=(rundir / "out/run.log", stop), daemon=True)
     tail.start()
     t1 = time.monotonic()
-    rc = subprocess.call(boot)
+    env = dict(os.environ)
+    # boot-vm's default 900 s covers boot + install + scenarios (~7 min, ~10 under load);
+    # the benchmark adds ~3-4 min.
+    env.setdefault("TIMEOUT", "1500" if args.bench else "900")
+    rc = subprocess.call(boot, env=env)
     stop.set()
     tail.join()
     t_vm = time.monotonic() - t1
