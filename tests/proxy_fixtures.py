@@ -24,6 +24,7 @@ from gssproxy_conf import plan, schema
 from gssproxy_conf.apply import apply
 from tests.gssproxy_conf.gp_harness import Gssproxy, running_gssproxy
 from tests.lab.samba import SambaLab
+from tests.upcall_driver import DryRun, caller, description, dry_run
 
 CONNECTED = "connected (fd = "  # gssproxy -d logs one such line per client connection
 
@@ -138,3 +139,20 @@ def pt_rig(pt_lab: SambaLab, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     work = tmp_path_factory.mktemp("pt-rig")
     with gssproxy_rig(pt_lab, "CLIENT1$", pt_lab.base / "client1.keytab", work) as rig:
         yield rig
+
+
+def proxy_upcall(
+    rig: Rig,
+    user: str,
+    work: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    policy: Path | None = None,
+) -> DryRun:
+    """Dry-run the upcall of `user`'s process under the rig's policy (or `policy`). By default
+    the process has no ticket: its KRB5CCNAME names a cache that does not exist."""
+    lab = rig.lab
+    cenv = env if env is not None else lab.env(KRB5CCNAME=f"FILE:{work}/none-{user}")
+    with caller(lab, user, cenv) as pid:
+        desc = description(lab, lab.users[user].uid, pid)
+        return dry_run(lab, desc, work, "--policy", str(policy or rig.policy), *args)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.lab.samba import SambaLab
-from tests.proxy_fixtures import Rig, gssproxy_rig
-from tests.upcall_driver import DryRun, caller, description, dry_run
+from tests.proxy_fixtures import Rig, gssproxy_rig, proxy_upcall
+from tests.upcall_driver import DryRun
 
 pytestmark = pytest.mark.lab
 
@@ -29,13 +29,9 @@ def rig(pt_lab: SambaLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 
 
 def _upcall(rig: Rig, work: Path) -> tuple[DryRun, float]:
-    lab = rig.lab
-    env = lab.env(KRB5CCNAME=f"FILE:{work}/none")
-    with caller(lab, "alice", env) as pid:
-        t = time.monotonic()
-        r = dry_run(lab, description(lab, lab.users["alice"].uid, pid), work,
-                    "--policy", str(rig.policy), "--deadline", str(DEADLINE))  # fmt: skip
-        return r, time.monotonic() - t
+    t = time.monotonic()
+    r = proxy_upcall(rig, "alice", work, "--deadline", str(DEADLINE))
+    return r, time.monotonic() - t
 
 
 def test_gssproxy_stopped(rig: Rig, tmp_world: Path) -> None:

@@ -17,8 +17,7 @@ import pytest
 
 from tests.lab.samba import SambaLab
 from tests.lab.smb_client import smb_session
-from tests.proxy_fixtures import Rig, gssproxy_rig
-from tests.upcall_driver import DryRun, caller, description, dry_run
+from tests.proxy_fixtures import Rig, gssproxy_rig, proxy_upcall
 
 pytestmark = pytest.mark.lab
 
@@ -71,14 +70,6 @@ def keytab_rig(pt_lab: SambaLab, tmp_path_factory: pytest.TempPathFactory) -> It
         yield rig
 
 
-def _upcall(rig: Rig, user: str, work: Path, policy: Path | None = None) -> DryRun:
-    lab = rig.lab
-    env = lab.env(KRB5CCNAME=f"FILE:{work}/none-{user}")  # no ticket of their own
-    with caller(lab, user, env) as pid:
-        desc = description(lab, lab.users[user].uid, pid)
-        return dry_run(lab, desc, work, "--policy", str(policy or rig.policy))
-
-
 def _own_sock(rig: Rig, user: str) -> Path:
     return rig.socket.parent / f"protected-{user}.sock"
 
@@ -90,7 +81,7 @@ def test_protected_user_gets_own_credentials_not_impersonation(
     policy = rig.policy.read_text()
     assert "proxy: own-keytab" in policy and "- erin\n" in policy  # deny-listed all the same
     koff, goff = lab.kdc_log_offset(), rig.log_offset()
-    r = _upcall(rig, "erin", tmp_world)
+    r = proxy_upcall(rig, "erin", tmp_world)
     assert r.ok, (r.doc, r.stderr, rig.log_since(goff))
     assert (r.doc["source"], r.doc["principal"], r.doc["impersonated"]) == (
         "proxy-keytab",
@@ -131,7 +122,7 @@ def test_protected_user_is_still_refused_on_the_impersonating_socket(
         "erin-imp.yaml", text.replace(own, f"  socket: {rig.socket}\n  proxy: impersonate\n")
     )
     goff, koff = rig.log_offset(), lab.kdc_log_offset()
-    r = _upcall(rig, "erin", tmp_world, policy=imp)
+    r = proxy_upcall(rig, "erin", tmp_world, policy=imp)
     assert r.doc["reason"] == "policy-denied", r.doc
     assert "proxy skipped erin is in deny_users" in r.trail_text()
     assert rig.connections_since(goff) == 0, rig.log_since(goff)
@@ -140,7 +131,7 @@ def test_protected_user_is_still_refused_on_the_impersonating_socket(
     wrong = rig.write_policy(
         "erin-wrong.yaml", text.replace(own, f"  socket: {rig.socket}\n  proxy: own-keytab\n")
     )
-    r = _upcall(rig, "erin", tmp_world, policy=wrong)
+    r = proxy_upcall(rig, "erin", tmp_world, policy=wrong)
     assert (
         r.doc["reason"] == "bad-policy"
         and "one socket is one gssproxy service" in (r.doc["message"])
@@ -161,7 +152,7 @@ def test_keytab_failures_are_keytab_failed(
 ) -> None:
     rig, lab = keytab_rig, keytab_rig.lab
     koff = lab.kdc_log_offset()
-    r = _upcall(rig, user, tmp_world)
+    r = proxy_upcall(rig, user, tmp_world)
     assert (r.doc["outcome"], r.doc["reason"]) == ("failed", "keytab-failed"), r.doc
     assert gss_text in r.doc["message"] and f"{user}@LAB.TEST" in r.doc["hint"], r.doc
     assert "proxy-keytab left keytab-failed" in r.trail_text()

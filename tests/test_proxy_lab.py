@@ -19,8 +19,8 @@ import pytest
 
 from tests.lab.samba import SambaLab
 from tests.lab.smb_client import smb_session
-from tests.proxy_fixtures import Rig, gssproxy_rig
-from tests.upcall_driver import DryRun, caller, description, dry_run
+from tests.proxy_fixtures import Rig, gssproxy_rig, proxy_upcall
+from tests.upcall_driver import caller, description, dry_run
 
 pytestmark = pytest.mark.lab
 
@@ -56,31 +56,13 @@ def _s4u_lines(kdc: str, user: str) -> S4u:
     return S4u(self_, proxy)
 
 
-def _upcall(
-    rig: Rig,
-    user: str,
-    work: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    policy: Path | None = None,
-) -> DryRun:
-    lab = rig.lab
-    u = lab.users[user]
-    # no ticket: the caller's KRB5CCNAME names a cache that does not exist
-    cenv = env if env is not None else lab.env(KRB5CCNAME=f"FILE:{work}/none-{user}")
-    with caller(lab, user, cenv) as pid:
-        return dry_run(
-            lab, description(lab, u.uid, pid), work, "--policy", str(policy or rig.policy), *args
-        )
-
-
 def test_user_without_ticket_is_impersonated_and_the_server_sees_her(
     pt_rig: Rig, tmp_world: Path
 ) -> None:
     lab = pt_rig.lab
     koff, goff = lab.kdc_log_offset(), pt_rig.log_offset()
     t = time.monotonic()
-    r = _upcall(pt_rig, "alice", tmp_world)
+    r = proxy_upcall(pt_rig, "alice", tmp_world)
     took = time.monotonic() - t
     assert r.ok, (r.doc, r.stderr, pt_rig.log_since(goff))
     assert (r.doc["source"], r.doc["principal"], r.doc["impersonated"]) == (
@@ -152,7 +134,7 @@ def test_refusals_are_classified_by_the_s4u_step_that_failed(
     ]  # fmt: skip
     for rig, user, policy, reason, kdc_reason in cases:
         off = lab.kdc_log_offset()
-        r = _upcall(rig, user, tmp_world, policy=policy)
+        r = proxy_upcall(rig, user, tmp_world, policy=policy)
         assert (r.doc["outcome"], r.doc["reason"]) == ("failed", reason), (user, r.doc)
         assert f"proxy left {reason}" in r.trail_text()
         assert "no-credentials" in r.doc["hint"]  # the own-ticket failure is kept in the hint
@@ -166,7 +148,7 @@ def test_samba_417_does_not_protect_protected_users_so_deny_users_must(
     S4U2Proxy granted). The helper's deny_users is the guard that holds regardless."""
     lab = pt_rig.lab
     off = lab.kdc_log_offset()
-    r = _upcall(pt_rig, "dave", tmp_world)
+    r = proxy_upcall(pt_rig, "dave", tmp_world)
     assert r.ok and r.doc["principal"] == "dave@LAB.TEST", r.doc
     s4u = _s4u_lines(lab.kdc_log_since(off), "dave")
     assert len(s4u.proxy) == 1 and " SUCCESS " in s4u.proxy[0]
@@ -182,7 +164,7 @@ def test_uid0_and_deny_listed_users_never_reach_gssproxy(pt_rig: Rig, tmp_world:
     )
     for user in ("dave", "erin"):
         goff, koff = pt_rig.log_offset(), lab.kdc_log_offset()
-        r = _upcall(pt_rig, user, tmp_world, policy=deny)
+        r = proxy_upcall(pt_rig, user, tmp_world, policy=deny)
         assert r.doc["reason"] == "policy-denied", r.doc
         assert f"proxy skipped {user} is in deny_users" in r.trail_text()
         assert "impersonation is not used" in r.doc["hint"]
@@ -204,7 +186,7 @@ def test_local_first_valid_ticket_never_impersonates_expired_one_does_once(
     cc = f"FILE:{tmp_world}/cc.alice"
     lab.kinit(alice, cc)
     goff, koff = pt_rig.log_offset(), lab.kdc_log_offset()
-    r = _upcall(pt_rig, "alice", tmp_world, env=lab.env(KRB5CCNAME=cc))
+    r = proxy_upcall(pt_rig, "alice", tmp_world, env=lab.env(KRB5CCNAME=cc))
     assert r.ok and (r.doc["source"], r.doc["impersonated"]) == ("ccache", False), r.doc
     kdc = lab.kdc_log_since(koff)
     assert _s4u_lines(kdc, "alice") == S4u([], []), kdc
@@ -216,7 +198,7 @@ def test_local_first_valid_ticket_never_impersonates_expired_one_does_once(
     lab.kinit(alice, expiring, lifetime="5s")
     time.sleep(6)
     goff, koff = pt_rig.log_offset(), lab.kdc_log_offset()
-    r = _upcall(pt_rig, "alice", tmp_world, env=lab.env(KRB5CCNAME=expiring))
+    r = proxy_upcall(pt_rig, "alice", tmp_world, env=lab.env(KRB5CCNAME=expiring))
     assert r.ok and (r.doc["source"], r.doc["impersonated"]) == ("proxy", True), r.doc
     assert "has expired" in r.trail_text() and "local left expired-credentials" in r.trail_text()
     s4u = _s4u_lines(lab.kdc_log_since(koff), "alice")
@@ -240,9 +222,9 @@ def test_proxy_first_and_proxy_only_modes(pt_rig: Rig, tmp_world: Path) -> None:
     )
     cc = f"FILE:{tmp_world}/cc.bob"
     lab.kinit(lab.users["bob"], cc)
-    r = _upcall(pt_rig, "bob", tmp_world, env=lab.env(KRB5CCNAME=cc), policy=first)
+    r = proxy_upcall(pt_rig, "bob", tmp_world, env=lab.env(KRB5CCNAME=cc), policy=first)
     assert r.ok and r.doc["source"] == "proxy", r.doc  # own ticket valid, yet proxy first
-    r = _upcall(pt_rig, "erin", tmp_world, policy=first)  # proxy refused, then local: none
+    r = proxy_upcall(pt_rig, "erin", tmp_world, policy=first)  # proxy refused, then local: none
     assert r.doc["reason"] == "s4u2proxy-refused" and "local left no-credentials" in r.trail_text()
     with caller(lab, None, lab.env()) as pid:
         r = dry_run(lab, description(lab, 0, pid), tmp_world, "--policy", str(only))
@@ -255,10 +237,10 @@ def test_broken_policy_fails_closed(pt_rig: Rig, tmp_world: Path) -> None:
     bad = pt_rig.write_policy("bad.yaml", text + "surprise: 1\n")
     line = text.count("\n") + 1
     goff = pt_rig.log_offset()
-    r = _upcall(pt_rig, "alice", tmp_world, policy=bad)
+    r = proxy_upcall(pt_rig, "alice", tmp_world, policy=bad)
     assert r.doc["reason"] == "bad-policy", r.doc
     assert f"{bad}:{line}: policy: unknown key" in r.doc["message"], r.doc
     assert r.doc["trail"] == [] and pt_rig.connections_since(goff) == 0
     bad.chmod(0o666)
-    r = _upcall(pt_rig, "alice", tmp_world, policy=bad)
+    r = proxy_upcall(pt_rig, "alice", tmp_world, policy=bad)
     assert r.doc["reason"] == "bad-policy" and "world-writable" in r.doc["message"]
