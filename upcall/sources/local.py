@@ -19,6 +19,7 @@ from ..procinfo import IDENTITY, IdMap
 from ..request import IPAddress
 from ..spn import SpnCandidate, SystemResolver, candidates
 from .base import Attempt, SourceKind, SourceToken
+from .spn_attempts import first_token
 
 KEYTAB_CCACHE = "MEMORY:cifs-upcall-keytab"
 
@@ -57,33 +58,10 @@ class _Candidates:
             yield c
 
 
-def _try_spns(
-    spns: _Candidates, creds: object, who: str, trail: list[Attempt], kind: SourceKind
-) -> SourceToken:
-    from .. import gss
-
-    last: UpcallError | None = None
-    for spn in spns:
-        try:
-            tok = gss.initiate(spn, creds, who=who)
-        except gss.GssFailure as e:
-            trail.append(
-                Attempt(kind.value, "failed", f"{spn.principal}: {e.message}", e.reason.value)
-            )
-            last = e
-            if not e.classified.other_name_may_help:
-                raise
-            continue
-        return SourceToken(
-            kind,
-            tok.token,
-            tok.session_key,
-            tok.enctype,
-            tok.principal,
-            tok.spn,
-            impersonated=False,
-        )
-    raise last or CredentialError("no service principal candidates", reason=Reason.UNKNOWN_SERVER)
+def _as_is(e: Exception, spn: SpnCandidate) -> tuple[str, UpcallError]:
+    """Local failures are already classified krb5 errors (gss.GssFailure)."""
+    assert isinstance(e, UpcallError)
+    return f"{spn.principal}: {e.message}", e
 
 
 def _ccache_source(
@@ -111,7 +89,7 @@ def _ccache_source(
     except gssapi.exceptions.ExpiredCredentialsError:
         # A still-valid service ticket in the cache may serve: try, and report expiry if not.
         trail.append(Attempt(SourceKind.CCACHE.value, "note", f"TGT in {where} has expired"))
-    tok = _try_spns(spns, creds, who, trail, SourceKind.CCACHE)
+    tok = first_token(spns, creds, who, trail, SourceKind.CCACHE, _as_is)
     trail.append(Attempt(SourceKind.CCACHE.value, "ok", f"{tok.principal} from {where}"))
     return tok
 
@@ -138,7 +116,7 @@ def _keytab_source(plan: LocalPlan, spns: _Candidates, trail: list[Attempt]) -> 
         f = gss.failure(e, f"keytab {keytab} gives no credentials for {who}", who)
         trail.append(Attempt(SourceKind.KEYTAB.value, "failed", f.message, Reason.KEYTAB.value))
         raise f from e
-    tok = _try_spns(spns, creds, who, trail, SourceKind.KEYTAB)
+    tok = first_token(spns, creds, who, trail, SourceKind.KEYTAB, _as_is)
     trail.append(Attempt(SourceKind.KEYTAB.value, "ok", f"{tok.principal} from keytab {keytab}"))
     return tok
 

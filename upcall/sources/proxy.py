@@ -26,8 +26,9 @@ from ..classify import ProxyPhase, classify_proxy
 from ..errors import CredentialError, Reason, UpcallError
 from ..policy import ProxyKind
 from ..request import IPAddress
-from ..spn import SystemResolver, candidates
-from .base import Attempt, SourceKind, SourceToken
+from ..spn import SpnCandidate, SystemResolver, candidates
+from .base import Attempt, SourceKind
+from .spn_attempts import first_token
 
 PROXY_CCACHE = "MEMORY:cifs-upcall-proxy"
 
@@ -123,29 +124,20 @@ def run(plan: ProxyPlan) -> dict[str, object]:
             raise f from e
         how = plan.how(ProxyPhase.ACQUIRE)
         trail.append(Attempt(kind, "note", f"{who} via {plan.socket} ({how})"))
-        last: UpcallError | None = None
         spns = candidates(plan.host, plan.ip, trust_dns=plan.trust_dns, resolver=SystemResolver())
-        for spn in spns:
-            try:
-                tok = gss.initiate(spn, creds, who=who)
-            except gss.GssFailure as e:
-                cause = e.__cause__
-                f = _failure(cause, plan, ProxyPhase.INIT, spn.principal, f"{spn.principal}")
-                trail.append(Attempt(kind, "failed", f.message, f.reason.value))
-                last = f
-                if f.reason is not Reason.UNKNOWN_SERVER:
-                    raise f from e
-                continue
-            how = plan.how(ProxyPhase.INIT)
-            trail.append(Attempt(kind, "ok", f"{tok.principal} for {tok.spn} ({how})"))
-            st = SourceToken(
-                plan.source, tok.token, tok.session_key, tok.enctype, tok.principal,
-                tok.spn, impersonated=plan.impersonates,
-            )  # fmt: skip
-            return {"token": st.to_json(), "trail": [a.as_dict() for a in trail]}
-        raise last or CredentialError(
-            "no service principal candidates", reason=Reason.UNKNOWN_SERVER
+
+        def translate(e: Exception, spn: SpnCandidate) -> tuple[str, UpcallError]:
+            # gssproxy's minor codes carry an offset and mean S4U refusals here: reclassify
+            f = _failure(e.__cause__, plan, ProxyPhase.INIT, spn.principal, spn.principal)
+            return f.message, f
+
+        st = first_token(
+            spns, creds, who, trail, plan.source, translate, impersonated=plan.impersonates
         )
+        trail.append(
+            Attempt(kind, "ok", f"{st.principal} for {st.spn} ({plan.how(ProxyPhase.INIT)})")
+        )
+        return {"token": st.to_json(), "trail": [a.as_dict() for a in trail]}
     except UpcallError as e:
         e.trail = [a.as_dict() for a in trail]
         raise

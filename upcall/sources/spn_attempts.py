@@ -1,0 +1,46 @@
+"""Try the SPN candidates in order until one gives a token: the loop every source shares.
+
+Only an unknown server principal is worth another name (cifs/ -> CIFS/ -> guessed domain ->
+PTR); any other failure (no tickets, expired, KDC refusal, S4U refusal) ends the search at once,
+so no DNS look-up is made for a failure a different name cannot fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..errors import CredentialError, Reason, UpcallError
+from ..spn import SpnCandidate
+from .base import Attempt, SourceKind, SourceToken
+
+# How a source turns a GSS failure for one SPN into (trail detail, error to report).
+Translate = Callable[[Exception, SpnCandidate], tuple[str, UpcallError]]
+
+
+def first_token(
+    spns: Iterable[SpnCandidate],
+    creds: object,
+    who: str,
+    trail: list[Attempt],
+    kind: SourceKind,
+    translate: Translate,
+    *,
+    impersonated: bool = False,
+) -> SourceToken:
+    from .. import gss
+
+    last: UpcallError | None = None
+    for spn in spns:
+        try:
+            tok = gss.initiate(spn, creds, who=who)
+        except gss.GssFailure as e:
+            detail, err = translate(e, spn)
+            trail.append(Attempt(kind.value, "failed", detail, err.reason.value))
+            last = err
+            if err.reason is not Reason.UNKNOWN_SERVER:
+                raise err from e
+            continue
+        return SourceToken(
+            kind, tok.token, tok.session_key, tok.enctype, tok.principal, tok.spn, impersonated
+        )
+    raise last or CredentialError("no service principal candidates", reason=Reason.UNKNOWN_SERVER)
