@@ -35,8 +35,18 @@ decision trail.
 """
 
 
+class ArgumentError(Exception):
+    """A flag or value the helper does not accept (argparse would exit 2 on stderr, which
+    request-key sends to /dev/null)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentError(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="cifs-upcall",
         description="Answer a cifs.spnego key request with a Kerberos SPNEGO blob and session key.",
         epilog=EPILOG,
@@ -116,6 +126,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--payload-out", metavar="FILE", help="with --dry-run: write the payload here")
     p.add_argument("--json", action="store_true", help="with --dry-run: print one JSON object")
     return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the helper's arguments; raises ArgumentError instead of exiting."""
+    return _parser().parse_args(argv)
+
+
+def argument_errors(argv: list[str]) -> str | None:
+    """Why `argv` (a request-key line's arguments, %k included) would not parse, or None.
+    For gssproxy-conf and doctor: the one parser decides."""
+    try:
+        parse_args(argv)
+    except ArgumentError as e:
+        return str(e)
+    return None
 
 
 def _options(a: argparse.Namespace) -> Options:
@@ -260,7 +285,11 @@ def _fail(msg: str) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     from . import log
 
-    a = _parser().parse_args(argv)
+    try:
+        a = parse_args(argv)
+    except ArgumentError as e:
+        print(f"cifs-upcall: {e}", file=sys.stderr)
+        return 2
     if a.version:
         print(f"version: {__version__}")
         return 0
