@@ -45,6 +45,8 @@ if [ ! -e "$stamp" ]; then
         "smbprotocol>=1.13" ruff mypy types-PyYAML
     touch "$stamp"
 fi
+# The pre-built cffi module (upcall/_native.py): no pycparser at upcall time.
+"$prefix/bin/python3" "$here/upcall/_native_build.py" >/dev/null
 # The project itself, editable so tests run the working tree.
 "$prefix/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$here" \
     >/dev/null

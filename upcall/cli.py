@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
         "one the helper never asks gssproxy)",
     )
     p.add_argument(
+        "--host-krb5-config",
+        metavar="PATH",
+        help="the host's krb5.conf, read as root for the policy (default realm, domain_realm) "
+        "and by the gssproxy worker (default /etc/krb5.conf; the helper ignores KRB5_CONFIG "
+        "and every other inherited variable)",
+    )
+    p.add_argument(
         "--dry-run",
         metavar="DESCRIPTION",
         help="run the pipeline for this key description without a key",
@@ -154,6 +161,7 @@ def _options(a: argparse.Namespace) -> Options:
         env_probe=not a.no_env_probe,
         deadline=a.deadline,
         policy_path=a.policy,
+        host_krb5_config=a.host_krb5_config,
     )
 
 
@@ -277,14 +285,39 @@ def _negate(serial: int, timeout: int) -> None:
 
 
 def _fail(msg: str) -> NoReturn:
-    print(f"cifs-upcall: {msg}", file=sys.stderr)
-    syslog.syslog(syslog.LOG_ERR, msg)
+    from . import log
+
+    print(f"cifs-upcall: {log.escape(msg)}", file=sys.stderr)
+    log.emit(syslog.LOG_ERR, log.kv(outcome="refused", error=msg))
     raise SystemExit(1)
+
+
+SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+SERIAL_MAX = 2**31 - 1  # key_serial_t is int32_t; serials are positive
+
+
+def clean_environment() -> None:
+    """Start from an environment of our own: request-key passes HOME and PATH, an admin's
+    request-key line or shell may add GSS_USE_PROXY, KRB5_CONFIG, KRB5CCNAME, ... none of
+    which may steer a root process (the workers set exactly what they need)."""
+    os.environ.clear()
+    os.environ["PATH"] = SAFE_PATH
+
+
+def parse_serial(text: str) -> int:
+    """request-key's %k: a positive decimal key serial that fits key_serial_t."""
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        raise ValueError(f"key serial {text!r} is not a positive decimal number")
+    serial = int(text, 10)
+    if not 0 < serial <= SERIAL_MAX:
+        raise ValueError(f"key serial {serial} is out of range (1..{SERIAL_MAX})")
+    return serial
 
 
 def main(argv: list[str] | None = None) -> int:
     from . import log
 
+    clean_environment()
     try:
         a = parse_args(argv)
     except ArgumentError as e:
@@ -301,11 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.serial is None:
         _fail("missing key serial (request-key passes it as %k)")
     try:
-        serial = int(a.serial, 10)
-    except ValueError:
-        _fail(f"key serial {a.serial!r} is not a decimal number")
-    if serial <= 0:
-        _fail(f"key serial {serial} is not a key")
+        serial = parse_serial(a.serial)
+    except ValueError as e:
+        _fail(str(e))
     return handle_key(serial, a)
 
 
