@@ -75,7 +75,12 @@ def _ccache_source(
         os.environ["KRB5CCNAME"] = plan.ccache.name
     else:
         os.environ.pop("KRB5CCNAME", None)
-    ccname = gssapi.raw.krb5_ccache_name(None).decode(errors="replace")
+    try:
+        ccname = gssapi.raw.krb5_ccache_name(None).decode(errors="replace")
+    except gssapi.exceptions.GSSError as e:  # krb5.conf of the caller unreadable, a loop, ...
+        f = gss.failure(e, "the caller's krb5 configuration cannot be used", who)
+        trail.append(Attempt(SourceKind.CCACHE.value, "failed", f.message, f.reason.value))
+        raise f from None
     where = f"{ccname} ({plan.ccache.origin}{'; ' + plan.ccache.note if plan.ccache.note else ''})"
     _check_owner(ccname, where, trail)
     try:
