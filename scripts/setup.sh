@@ -20,8 +20,8 @@ pkgs=(
   keyutils libkeyutils1 krb5-user gssproxy
   # the lab: Samba AD DC, MIT KDC tools, SMB client, cifs-utils for side-by-side benchmarks
   samba samba-ad-dc samba-ad-provision smbclient ldb-tools winbind attr krb5-kdc cifs-utils
-  # tests
-  python3-pytest python3-hypothesis iproute2 util-linux procps
+  # tests (the hostile suite builds a FUSE server and krb5 plugins with gcc)
+  python3-pytest python3-hypothesis iproute2 util-linux procps gcc libc6-dev fuse3 libfuse3-dev
   # the RBCD chroot and the VM
   debootstrap qemu-system-x86 qemu-utils e2fsprogs zstd
 )
@@ -50,5 +50,7 @@ fi
 # The project itself, editable so tests run the working tree.
 "$prefix/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$here" \
     >/dev/null
+# request-key's entry: a -I -S launcher (no site) instead of pip's console script.
+"$prefix/bin/python3" -m upcall._launcher "$prefix/bin/cifs-upcall" "$prefix/bin/python3"
 chmod -R a+rX "$prefix"
 echo "setup.sh: ready ($prefix)"
