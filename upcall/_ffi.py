@@ -5,7 +5,10 @@ time) and the C libraries it calls into. Loading it parses nothing: no pycparser
 from __future__ import annotations
 
 import os
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~10 ms at start; the thin client imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 try:
     from ._native import ffi as _ffi_module

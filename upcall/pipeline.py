@@ -79,12 +79,14 @@ def _mech(sec: SecType) -> MechOID:
     return MechOID.KRB5
 
 
-def _caller(req: Request, uid: int, opts: Options) -> tuple[CallerInfo | None, NamespacePlan]:
+def _caller(
+    req: Request, uid: int, opts: Options, pidfd: int | None
+) -> tuple[CallerInfo | None, NamespacePlan]:
     if not req.upcall_target.enters_caller_namespaces or req.pid is None:
         return None, NamespacePlan(())
     # uid 0: DFS referrals reuse the mount's credentials while the env belongs to someone else.
     probe = opts.env_probe and uid != 0
-    caller = read_caller(req.pid, want_environ=probe)
+    caller = read_caller(req.pid, want_environ=probe, pidfd=pidfd)
     return caller, plan(ns_inodes("self"), caller.ns_inodes)
 
 
@@ -212,9 +214,10 @@ def _accept(
     return token, [a.as_dict() for a in parse_trail(res["trail"], what)]
 
 
-def run_upcall(req: Request, opts: Options) -> Outcome:
+def run_upcall(req: Request, opts: Options, *, pidfd: int | None = None) -> Outcome:
     """Parent: the whole credential search for one request (no keyring). Never raises an
-    UpcallError: the outcome carries the reason."""
+    UpcallError: the outcome carries the reason. `pidfd`: the thin client's pin of the
+    caller (else the caller is pinned here)."""
     from . import policy_file
     from .sources import local, proxy
 
@@ -226,7 +229,7 @@ def run_upcall(req: Request, opts: Options) -> Outcome:
     try:
         mech = _mech(req.sec)
         pol = policy_file.load(opts.policy_path)
-        caller, ns = _caller(req, uid, opts)
+        caller, ns = _caller(req, uid, opts, pidfd)
         # host NSS, before any foreign namespace
         ident = resolve(uid, caller.uid if caller else None, caller.gid if caller else None)
         if caller is not None and caller.thread is not None:

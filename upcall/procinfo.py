@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .ccache import ENVIRON_MAX
 from .errors import CallerGone, NamespaceError
+from .pidpin import PinError, fd_pid, pin, thread_group
 
 NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt", "user")
 
@@ -97,34 +98,28 @@ def _read(path: str) -> str:
         return f.read(65536)
 
 
-def _thread_group(tid: int) -> int:
-    """The process a thread id belongs to: the kernel's pid= is current->pid, a thread id."""
+def read_caller(pid: int, *, want_environ: bool, pidfd: int | None = None) -> CallerInfo:
+    """Parent, host namespaces, root: pin (or take the thin client's pin of) the caller and
+    read it. The returned CallerInfo owns an open pidfd (a dup of `pidfd` when one is given)."""
     try:
-        return int(_status_fields(_read(f"/proc/{tid}/status"))["Tgid"])
-    except FileNotFoundError:
-        raise CallerGone(f"caller pid {tid} does not exist") from None
-    except (KeyError, ValueError):
-        raise CallerGone(f"caller pid {tid}: no thread group in its status") from None
-
-
-def read_caller(pid: int, *, want_environ: bool) -> CallerInfo:
-    """Parent, host namespaces, root: pin and read the caller. The returned pidfd is open."""
-    try:
-        return _read_caller(pid, want_environ=want_environ)
+        return _read_caller(pid, want_environ=want_environ, given=pidfd)
+    except PinError as e:
+        raise CallerGone(str(e)) from None
     except OSError as e:  # whatever /proc says (EACCES, ESRCH, ...) is a reason, never a crash
         raise CallerGone(f"caller pid {pid}: {e.strerror or e}") from None
 
 
-def _read_caller(pid: int, *, want_environ: bool) -> CallerInfo:
-    tgid = _thread_group(pid)
-    try:
-        pidfd = os.pidfd_open(tgid)
-    except ProcessLookupError:
-        raise CallerGone(f"caller pid {tgid} does not exist") from None
+def _read_caller(pid: int, *, want_environ: bool, given: int | None) -> CallerInfo:
+    if given is None:
+        pidfd, tgid = pin(pid)
+    else:
+        pidfd = os.dup(given)
+        tgid = fd_pid(pidfd)
+        if tgid not in (pid, thread_group(pid)):
+            os.close(pidfd)
+            raise CallerGone(f"the pinned caller is pid {tgid}, the key names pid {pid}")
     try:
         base = f"/proc/{tgid}"
-        if tgid != pid and not os.path.exists(f"{base}/task/{pid}"):
-            raise CallerGone(f"thread {pid} is no longer part of process {tgid}")
         try:
             uid, gid = _ids(_status_fields(_read(f"{base}/status")), tgid)
             uid_map = IdMap.parse(_read(f"{base}/uid_map"))
