@@ -123,5 +123,12 @@ def delete(name: str) -> None:
         etc.rmdir()
 
 
+def names(prefix: str = "") -> list[str]:
+    """Named namespaces (/run/netns) starting with `prefix`, this session's or anyone's."""
+    from pyroute2 import netns as pr_netns
+
+    return sorted(n for n in pr_netns.listnetns(str(RUN_DIR)) if n.startswith(prefix))
+
+
 def exec_argv(name: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", name, *argv]
