@@ -282,14 +282,96 @@ def _fail(msg: str) -> NoReturn:
     raise SystemExit(1)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from . import log
+DEFAULT_NEGATE_TIMEOUT = 5
+
+
+def startup_serial(argv: list[str]) -> int | None:
+    """The key serial of an argv that did not parse: its last numeric element (request-key
+    passes %k last)."""
+    return next((int(x) for x in reversed(argv) if x.isdecimal() and int(x) > 0), None)
+
+
+def startup_options(argv: list[str]) -> tuple[int, str | None]:
+    """--negate-timeout (else the default) and --log-file of an argv that did not parse, as far
+    as they parse on their own."""
+    try:
+        known, _ = _parser().parse_known_args(argv)
+    except (ArgumentError, SystemExit):
+        return DEFAULT_NEGATE_TIMEOUT, None
+    t = known.negate_timeout
+    log_file = known.log_file if isinstance(known.log_file, str) else None
+    return (t if isinstance(t, int) and t >= 0 else DEFAULT_NEGATE_TIMEOUT), log_file
+
+
+def startup_failure(argv: list[str], reason: str, message: str, hint: str) -> int:
+    """Runs in the helper (root, as request-key started it) when it cannot even start: bad
+    arguments or a broken installation. One log line, then the key (if argv names one) is
+    negated with the short timeout; depends on nothing but the standard library and
+    libkeyutils, so it works when the rest of the package does not import."""
+    serial = startup_serial(argv)
+    timeout, log_file = startup_options(argv)
+    line = (
+        f"outcome=refused key={serial} reason={reason} negate_timeout={timeout} "
+        f"error={json.dumps(message)} hint={json.dumps(hint)}"
+    )
+    print(f"cifs-upcall: {message}", file=sys.stderr)
+    try:
+        from . import journal, log
+
+        line = log.kv(
+            outcome="refused", key=serial, reason=reason, negate_timeout=timeout,
+            error=message, hint=hint,
+        )  # fmt: skip
+        log.setup(debug=False, echo=False, log_file=log_file)
+        prio = syslog.LOG_ERR
+        fields = journal.fields_for(
+            priority=prio, message="", outcome="refused", reason=reason, key=serial,
+            error=message, hint=hint,
+        )  # fmt: skip
+        log.emit(prio, line, fields)
+    except Exception:
+        syslog.openlog("cifs-upcall", syslog.LOG_PID, syslog.LOG_DAEMON)
+        syslog.syslog(syslog.LOG_ERR, line)
+    if serial is not None:
+        _negate_bare(serial, timeout)
+    return 2 if reason == "bad-arguments" else 1
+
+
+def _negate_bare(serial: int, timeout: int) -> None:
+    """keyctl_negate through ctypes: request-key assumed the authority before exec."""
+    import ctypes
 
     try:
-        a = parse_args(argv)
+        lib = ctypes.CDLL("libkeyutils.so.1", use_errno=True)
+        rc = lib.keyctl_negate(ctypes.c_int32(serial), ctypes.c_uint(timeout), ctypes.c_int32(0))
+    except OSError as e:
+        syslog.syslog(syslog.LOG_ERR, f"key={serial} error=\"cannot load libkeyutils: {e}\"")
+        return
+    if rc < 0:
+        err = os.strerror(ctypes.get_errno())
+        syslog.syslog(syslog.LOG_ERR, f"key={serial} error=\"cannot negate key: {err}\"")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["doctor"], ["explain"]):
+        from .doctor.cli import main as doctor_main
+
+        return doctor_main(args)
+    try:
+        return _main(args)
     except ArgumentError as e:
-        print(f"cifs-upcall: {e}", file=sys.stderr)
-        return 2
+        hint = "fix the flags in the request-key line (cifs-upcall --help; cifs-upcall doctor)"
+        return startup_failure(args, "bad-arguments", f"bad arguments: {e}", hint)
+    except (ImportError, SyntaxError) as e:
+        hint = "the installation is broken: reinstall cifs-upcall (cifs-upcall doctor)"
+        return startup_failure(args, "internal-error", f"cannot start: {e!r}", hint)
+
+
+def _main(argv: list[str]) -> int:
+    from . import log
+
+    a = parse_args(argv)
     if a.version:
         print(f"version: {__version__}")
         return 0

@@ -1,4 +1,9 @@
-"""syslog (LOG_DAEMON) and one summary line per upcall, in key=value form for grep and scripts."""
+"""syslog (LOG_DAEMON) and one summary line per upcall, in key=value form for grep and scripts.
+
+Where journald listens (/run/systemd/journal/socket), each line goes to it instead as one
+structured entry (upcall/journal.py: CIFS_UPCALL_* fields, a MESSAGE_ID per reason class), with
+the same text as MESSAGE; if journald does not take it, the line goes to syslog as before.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ import os
 import sys
 import syslog
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from . import journal
 
 if TYPE_CHECKING:
     from .pipeline import Outcome
@@ -16,12 +24,20 @@ IDENT = "cifs-upcall"
 _echo = False
 _file: str | None = None
 _debug = False
+_journal: str | None = None  # journald's socket, if one listens
 
 
-def setup(*, debug: bool, echo: bool, log_file: str | None = None) -> None:
+def setup(
+    *,
+    debug: bool,
+    echo: bool,
+    log_file: str | None = None,
+    journal_socket: str = journal.SOCKET,
+) -> None:
     """Errors and the per-upcall summary by default; the trail too with -d."""
-    global _echo, _file, _debug
+    global _echo, _file, _debug, _journal
     _echo, _file, _debug = echo, log_file, debug
+    _journal = journal_socket if journal.available(journal_socket) else None
     syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
     syslog.setlogmask(syslog.LOG_UPTO(syslog.LOG_DEBUG if debug else syslog.LOG_INFO))
 
@@ -43,11 +59,21 @@ def kv(**fields: object) -> str:
     return " ".join(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)
 
 
-def emit(priority: int, line: str) -> None:
-    """Never raises: a logging problem must not keep the key from being answered."""
+def emit(priority: int, line: str, fields: Mapping[str, object] | None = None) -> None:
+    """Never raises: a logging problem must not keep the key from being answered.
+    `fields`: journal.fields_for(...) of this line, for journald; else a plain entry."""
     line = line.translate(_ESCAPES)
-    with contextlib.suppress(ValueError, OSError):
-        syslog.syslog(priority, line)
+    if _journal is None or (_debug is False and priority > syslog.LOG_INFO):
+        sent = False
+    else:
+        entry = dict(fields or {})
+        entry.update(MESSAGE=line, PRIORITY=priority, SYSLOG_IDENTIFIER=IDENT)
+        entry.setdefault("SYSLOG_FACILITY", 3)
+        entry.setdefault("SYSLOG_PID", os.getpid())
+        sent = journal.send(entry, _journal)
+    if not sent:
+        with contextlib.suppress(ValueError, OSError):
+            syslog.syslog(priority, line)
     if _echo:
         print(f"{IDENT}: {line}", file=sys.stderr)
     if _file and (_debug or priority <= syslog.LOG_INFO):
@@ -95,7 +121,31 @@ def summary(out: Outcome, serial: int | None) -> str:
     )
 
 
+def journal_fields(out: Outcome, serial: int | None, priority: int) -> dict[str, object]:
+    """The CIFS_UPCALL_* fields of one upcall's journald entry."""
+    req = out.request
+    return journal.fields_for(
+        priority=priority,
+        message="",
+        outcome="ok" if out.ok else "failed",
+        reason=out.reason.value if out.reason else None,
+        key=serial,
+        source=out.source,
+        principal=out.principal,
+        spn=out.spn,
+        server=req.host,
+        uid=out.uid,
+        caller_pid=req.pid,
+        target=req.upcall_target.value,
+        impersonated=bool(out.token and out.token.impersonated) if out.ok else None,
+        ms=round(out.seconds * 1000),
+        error=out.message if not out.ok else None,
+        hint=out.hint if not out.ok else None,
+    )
+
+
 def outcome(out: Outcome, serial: int | None) -> None:
     for step in out.trail:
         emit(syslog.LOG_DEBUG, kv(**step))
-    emit(syslog.LOG_INFO if out.ok else syslog.LOG_ERR, summary(out, serial))
+    prio = syslog.LOG_INFO if out.ok else syslog.LOG_ERR
+    emit(prio, summary(out, serial), journal_fields(out, serial, prio))
