@@ -205,8 +205,12 @@ def krb5(f: Krb5Facts, *, protocol_transition: bool) -> list[Check]:
 def kdc(f: KdcFacts | None, k: Krb5Facts) -> Check:
     name = "kdc"
     if f is None:
-        return warn(name, f"no kdc = line for {k.default_realm} in krb5.conf (DNS SRV look-up is "
-                    "not checked by doctor)", "name the KDC in [realms] to have it checked")
+        return warn(
+            name,
+            f"no kdc = line for {k.default_realm} in krb5.conf (DNS SRV look-up is "
+            "not checked by doctor)",
+            "name the KDC in [realms] to have it checked",
+        )
     if not f.answered:
         return fail(name, f"{f.address} did not answer an AS-REQ ({f.error})",
                     "check the network path, the firewall (88/udp, 88/tcp) and kdc = in "

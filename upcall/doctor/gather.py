@@ -193,7 +193,7 @@ def gssproxy_service(conf_dir: str, sock: str, kind: str) -> ServiceFacts:
         if sock not in opts.get("socket", []):
             continue
         want = "keytab:" if kind == "impersonate" else "client_keytab:"
-        kt = next((c[len(want):] for c in opts.get("cred_store", []) if c.startswith(want)), "")
+        kt = next((c[len(want) :] for c in opts.get("cred_store", []) if c.startswith(want)), "")
         return ServiceFacts(sock, conf_dir, sect, where, kt,
                             (opts.get("krb5_principal") or [""])[0],
                             (opts.get("euid") or [""])[0])  # fmt: skip
@@ -298,8 +298,11 @@ def kdc(address: str, realm: str, now: object = time.time, timeout: float = 3) -
         m0 = time.monotonic()
         req = as_req(client, realm, secrets.randbits(31), t0)
         try:
-            infos = socketmod.getaddrinfo(host, port, type=socketmod.SOCK_DGRAM
-                                          if transport == "udp" else socketmod.SOCK_STREAM)
+            infos = socketmod.getaddrinfo(
+                host,
+                port,
+                type=socketmod.SOCK_DGRAM if transport == "udp" else socketmod.SOCK_STREAM,
+            )
             fam, typ, proto, _, sa = infos[0]
             with socketmod.socket(fam, typ, proto) as s:
                 s.settimeout(timeout)
