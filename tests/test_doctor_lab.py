@@ -115,6 +115,7 @@ def test_bad_flag_in_request_key_line(tree: Tree) -> None:
 def test_cifs_utils_line_wins(tree: Tree) -> None:
     # cifs-utils' conffile, and ours written with '* *' in a file read after it: a tie, the
     # first line read wins (request-key's own matching decides, not doctor)
+    (tree.rk / "cifs-upcall.conf").unlink()
     (tree.rk / "cifs.spnego.conf").write_text("create cifs.spnego * * /usr/sbin/cifs.upcall %k\n")
     tree.line(name="zz-cifs-upcall.conf", desc="*")
     line = _one_fail(tree, "request-key", user=None)
