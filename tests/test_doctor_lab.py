@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.samba import SambaLab
 from tests.proxy_fixtures import Rig
 
 REPO = Path(__file__).resolve().parents[1]
