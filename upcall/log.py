@@ -66,7 +66,9 @@ def emit(priority: int, line: str, fields: Mapping[str, object] | None = None) -
     if _journal is None or (_debug is False and priority > syslog.LOG_INFO):
         sent = False
     else:
-        entry = dict(fields or {})
+        # the same escaping as the line: GSS messages carry NULs, names may carry newlines
+        entry = {k: v.translate(_ESCAPES) if isinstance(v, str) else v
+                 for k, v in (fields or {}).items()}  # fmt: skip
         entry.update(MESSAGE=line, PRIORITY=priority, SYSLOG_IDENTIFIER=IDENT)
         entry.setdefault("SYSLOG_FACILITY", 3)
         entry.setdefault("SYSLOG_PID", os.getpid())

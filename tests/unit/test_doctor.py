@@ -75,7 +75,9 @@ def test_socket_directory(mode: int, uid: int, status: Status) -> None:
 
 def test_socket_states() -> None:
     base = dict(socket="/r/c/s", kind="impersonate", dir_exists=True)
-    assert checks.socket(SocketFacts(**base, connect_error="Connection refused")).status is Status.FAIL  # type: ignore[arg-type]  # noqa: E501
+    assert (
+        checks.socket(SocketFacts(**base, connect_error="Connection refused")).status is Status.FAIL
+    )  # type: ignore[arg-type]  # noqa: E501
     f = SocketFacts(**base, probe_reason="proxy-no-service")  # type: ignore[arg-type]
     assert "no service for root" in checks.socket(f).what
     f = SocketFacts(**base, probe_reason="s4u2self-refused")  # type: ignore[arg-type]
@@ -104,7 +106,10 @@ def test_krb5() -> None:
     out = checks.krb5(_k5(default_realm=None, forwardable=None, snippets=("cifs-upcall.conf",)),
                       protocol_transition=True)  # fmt: skip
     assert [c.name for c in out if c.status is Status.FAIL] == [
-        "krb5", "krb5-includedir", "krb5-forwardable"]
+        "krb5",
+        "krb5-includedir",
+        "krb5-forwardable",
+    ]
     ok = checks.krb5(_k5(snippets=("a.conf",), includedirs=("/etc/krb5.conf.d/",)),
                      protocol_transition=True)  # fmt: skip
     assert all(c.status is Status.OK for c in ok)

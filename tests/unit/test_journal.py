@@ -74,7 +74,11 @@ def test_send_is_one_datagram(tmp_path: Path) -> None:
     s, path = _server(tmp_path)
     with s:
         f = journal.fields_for(
-            priority=3, message="m", outcome="failed", reason="s4u2proxy-refused", uid=23004,
+            priority=3,
+            message="m",
+            outcome="failed",
+            reason="s4u2proxy-refused",
+            uid=23004,
             impersonated=False,
         )
         assert journal.send(f, path)
