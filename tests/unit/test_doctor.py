@@ -77,7 +77,7 @@ def test_socket_states() -> None:
     base = dict(socket="/r/c/s", kind="impersonate", dir_exists=True)
     assert (
         checks.socket(SocketFacts(**base, connect_error="Connection refused")).status is Status.FAIL
-    )  # type: ignore[arg-type]  # noqa: E501
+    )  # type: ignore[arg-type]
     f = SocketFacts(**base, probe_reason="proxy-no-service")  # type: ignore[arg-type]
     assert "no service for root" in checks.socket(f).what
     f = SocketFacts(**base, probe_reason="s4u2self-refused")  # type: ignore[arg-type]
