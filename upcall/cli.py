@@ -345,11 +345,11 @@ def _negate_bare(serial: int, timeout: int) -> None:
         lib = ctypes.CDLL("libkeyutils.so.1", use_errno=True)
         rc = lib.keyctl_negate(ctypes.c_int32(serial), ctypes.c_uint(timeout), ctypes.c_int32(0))
     except OSError as e:
-        syslog.syslog(syslog.LOG_ERR, f"key={serial} error=\"cannot load libkeyutils: {e}\"")
+        syslog.syslog(syslog.LOG_ERR, f'key={serial} error="cannot load libkeyutils: {e}"')
         return
     if rc < 0:
         err = os.strerror(ctypes.get_errno())
-        syslog.syslog(syslog.LOG_ERR, f"key={serial} error=\"cannot negate key: {err}\"")
+        syslog.syslog(syslog.LOG_ERR, f'key={serial} error="cannot negate key: {err}"')
 
 
 def main(argv: list[str] | None = None) -> int:
