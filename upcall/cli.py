@@ -229,12 +229,14 @@ def dry_run(a: argparse.Namespace) -> int:
 def handle_key(serial: int, a: argparse.Namespace) -> int:
     """Answer the key: instantiate it, or negate it on every other path (even a crash), so
     the kernel never waits out its own 60 s negative timeout."""
+    global _key_settled
     answered = False
     try:
         answered = _answer_key(serial, a)
     finally:
         if not answered:
             _negate(serial, a.negate_timeout)
+        _key_settled = True  # startup_failure must not negate (and log) a second time
     return 0 if answered else 1
 
 
@@ -283,6 +285,7 @@ def _fail(msg: str) -> NoReturn:
 
 
 DEFAULT_NEGATE_TIMEOUT = 5
+_key_settled = False  # handle_key instantiated or negated the key already
 
 
 def startup_serial(argv: list[str]) -> int | None:
@@ -332,7 +335,7 @@ def startup_failure(argv: list[str], reason: str, message: str, hint: str) -> in
     except Exception:
         syslog.openlog("cifs-upcall", syslog.LOG_PID, syslog.LOG_DAEMON)
         syslog.syslog(syslog.LOG_ERR, line)
-    if serial is not None:
+    if serial is not None and not _key_settled:
         _negate_bare(serial, timeout)
     return 2 if reason == "bad-arguments" else 1
 
@@ -353,6 +356,8 @@ def _negate_bare(serial: int, timeout: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _key_settled
+    _key_settled = False
     args = sys.argv[1:] if argv is None else argv
     if args[:1] in (["doctor"], ["explain"]):
         from .doctor.cli import main as doctor_main
