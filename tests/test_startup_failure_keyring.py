@@ -32,8 +32,14 @@ def lines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "from upcall.cli import main\nsys.exit(main())\n"
     )
     script.chmod(0o755)
+    # a broken installation: one of the package's modules cannot be imported
+    broken = d / "cifs-upcall-broken"
+    broken.write_text(script.read_text().replace(
+        "from upcall.cli", "sys.modules['upcall.pipeline'] = None\nfrom upcall.cli"))  # fmt: skip
+    broken.chmod(0o755)
     log = d / "helper.log"
     CONF.write_text(
+        f"create user cifs-upcall-broken:* * {broken} --log-file {log} %k\n"
         f"create user cifs-upcall-badflag3:* * {script} --log-file {log} --negate-timeout 3 "
         "--verbose %k\n"
         f"create user cifs-upcall-badflag:* * {script} --log-file {log} --verbose %k\n"
@@ -64,3 +70,17 @@ def test_bad_flag_gives_short_negative_key_and_a_log_line(
     assert "unrecognized arguments: --verbose" in logged[0]
     timeout = allowed[-1].rstrip("s")
     assert f"negate_timeout={timeout}" in logged[0]
+
+
+def test_broken_installation_gives_short_negative_key_and_a_log_line(lines: Path) -> None:
+    desc = f"cifs-upcall-broken:{uuid.uuid4().hex}"
+    key, err, _ = request2(desc)
+    assert key is None and "Required key not available" in err
+    fields = _proc_keys_line(desc)
+    print(" ".join(fields))
+    assert "N" in fields[1] and fields[3] in ("1s", "2s", "3s", "4s", "5s"), fields
+    serial = int(fields[0], 16)
+    logged = [ln for ln in lines.read_text().splitlines() if f"key={serial} " in ln]
+    print("\n".join(logged))
+    assert len(logged) == 1 and "reason=internal-error" in logged[0]
+    assert "ModuleNotFoundError" in logged[0] and "upcall.pipeline" in logged[0]
