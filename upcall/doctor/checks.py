@@ -68,7 +68,15 @@ def request_key(f: RequestKeyFacts) -> Check:
     if not f.program_exists:
         return fail(name, f"{line}, which does not exist or is not executable",
                     "install cifs-upcall or correct the path in the line")  # fmt: skip
-    return ok(name, f"{line} {' '.join(f.argv)}".rstrip())
+    return ok(name, f"{line} {_shown(f.argv)}".rstrip())
+
+
+def _shown(argv: tuple[str, ...] | list[str]) -> str:
+    """The line's arguments as written: request-key's probe serial "1" back to %k."""
+    args = list(argv)
+    if args and args[-1] == "1":
+        args[-1] = "%k"
+    return " ".join(args)
 
 
 def request_key_args(f: RequestKeyFacts) -> Check | None:
@@ -88,7 +96,7 @@ def request_key_args(f: RequestKeyFacts) -> Check | None:
     if not any(a.isdecimal() for a in args):
         return fail(name, f"{f.where}: no %k in the line, so the helper gets no key serial",
                     f"end the line in {f.where.rsplit(':', 1)[0]} with %k")  # fmt: skip
-    return ok(name, f"{' '.join(args)} parses")
+    return ok(name, f"{_shown(args)} parses")
 
 
 def policy(f: PolicyFacts) -> Check:
