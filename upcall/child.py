@@ -66,18 +66,25 @@ def _worker(fn: Callable[[], Result], w: int) -> None:
 
 
 def reap(pid: int, grace: float = REAP_GRACE) -> bool:
-    """Collect `pid` if it ends within `grace` seconds; never block longer."""
-    end = time.monotonic() + grace
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if done:
-            return True
-        if time.monotonic() >= end:
-            return False  # stuck in the kernel: init reaps it once we exit
-        time.sleep(0.005)
+    """Collect `pid` if it ends within `grace` seconds; never block longer. Waits on a pidfd
+    (readable once the process has exited), not in waitpid."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return _collect(pid)
+    try:
+        select.select([fd], [], [], grace)
+    finally:
+        os.close(fd)
+    return _collect(pid)
+
+
+def _collect(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return bool(done)  # 0: stuck in the kernel; init reaps it once we exit
 
 
 def _read_bounded(r: int, pid: int, deadline: float, what: str) -> bytes:

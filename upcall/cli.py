@@ -9,6 +9,8 @@ Flags follow cifs.upcall's. `--dry-run DESCRIPTION` runs the whole pipeline but 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import syslog
 from typing import TYPE_CHECKING, NoReturn
@@ -178,9 +180,85 @@ def _bad_arguments(serial: int | None, why: str, argv: list[str]) -> int:
     from .client import apply
     from .respond import bad_arguments
 
-    print(f"cifs-upcall: {why}", file=sys.stderr)
+    print(f"cifs-upcall: bad arguments: {why}", file=sys.stderr)
     apply(bad_arguments(serial, why, argv), serial)
     return 2
+
+
+DEFAULT_NEGATE_TIMEOUT = 5
+
+
+def startup_serial(argv: list[str]) -> int | None:
+    """The key serial of an argv that did not parse: its last numeric element (request-key
+    passes %k last)."""
+    return next((int(x) for x in reversed(argv) if x.isdecimal() and 0 < int(x) < 2**31), None)
+
+
+def startup_options(argv: list[str]) -> tuple[int, str | None]:
+    """--negate-timeout (else the default) and --log-file of an argv that did not parse, as far
+    as they parse on their own."""
+    try:
+        known, _ = _parser().parse_known_args(argv)
+    except (ArgumentError, SystemExit):
+        return DEFAULT_NEGATE_TIMEOUT, None
+    t = known.negate_timeout
+    log_file = known.log_file if isinstance(known.log_file, str) else None
+    return (t if isinstance(t, int) and t >= 0 else DEFAULT_NEGATE_TIMEOUT), log_file
+
+
+def startup_failure(argv: list[str], reason: str, message: str, hint: str) -> int:
+    """Root, as request-key started it, when the helper cannot even start (a broken
+    installation). One log line, then the key (if argv names one) is negated with the short
+    timeout; depends on nothing but the standard library and libkeyutils, so it works when
+    the rest of the package does not import."""
+    serial = startup_serial(argv)
+    timeout, log_file = startup_options(argv)
+    line = (
+        f"outcome=refused key={serial} reason={reason} negate_timeout={timeout} "
+        f"error={json.dumps(message)} hint={json.dumps(hint)}"
+    )
+    print(f"cifs-upcall: {message}", file=sys.stderr)
+    try:
+        from . import journal, log
+
+        line = log.kv(
+            outcome="refused", key=serial, reason=reason, negate_timeout=timeout,
+            error=message, hint=hint,
+        )  # fmt: skip
+        log.setup(debug=False, echo=False, log_file=log_file)
+        entry = journal.entry(syslog.LOG_ERR, line, outcome="refused", reason=reason,
+                              key=serial, error=message, hint=hint)  # fmt: skip
+        log.emit(syslog.LOG_ERR, line, entry)
+    except Exception:
+        syslog.openlog("cifs-upcall", syslog.LOG_PID, syslog.LOG_DAEMON)
+        syslog.syslog(syslog.LOG_ERR, line)
+    if serial is not None and not _settled():
+        _negate_bare(serial, timeout)
+    return 1
+
+
+def _settled() -> bool:
+    try:
+        from .client import settled
+
+        return settled()
+    except Exception:
+        return False
+
+
+def _negate_bare(serial: int, timeout: int) -> None:
+    """keyctl_negate through ctypes: request-key assumed the authority before exec."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libkeyutils.so.1", use_errno=True)
+        rc = lib.keyctl_negate(ctypes.c_int32(serial), ctypes.c_uint(timeout), ctypes.c_int32(0))
+    except OSError as e:
+        syslog.syslog(syslog.LOG_ERR, f'key={serial} error="cannot load libkeyutils: {e}"')
+        return
+    if rc < 0:
+        err = os.strerror(ctypes.get_errno())
+        syslog.syslog(syslog.LOG_ERR, f'key={serial} error="cannot negate key: {err}"')
 
 
 def dry_run(a: argparse.Namespace) -> int:
@@ -193,7 +271,7 @@ def dry_run(a: argparse.Namespace) -> int:
 def handle_key(serial: int, a: argparse.Namespace, via: str = "in-process") -> int:
     """Answer the key in this process: describe it, run the responder, then instantiate or
     negate (client.apply negates on every path that does not instantiate, even a crash)."""
-    from . import keyring
+    from . import keyring, pipeline  # noqa: F401 - a broken installation fails here, first
     from .client import apply
     from .errors import UpcallError
     from .respond import key_reply, refused
@@ -219,12 +297,24 @@ def _fail(msg: str) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(args)
+    except (ImportError, SyntaxError) as e:
+        hint = "the installation is broken: reinstall cifs-upcall (cifs-upcall doctor)"
+        return startup_failure(args, "internal-error", f"cannot start: {e!r}", hint)
+
+
+def _main(args: list[str]) -> int:
     from . import log
     from .client import clean_environment, parse_serial
 
+    if args[:1] in (["doctor"], ["explain"]):  # an admin's own command: their environment
+        from .doctor.cli import main as doctor_main
+
+        return doctor_main(args)
     clean_environment()
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "serve":
+    if args[:1] == ["serve"]:
         from .daemon import main as serve
 
         return serve(args[1:])

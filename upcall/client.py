@@ -69,12 +69,22 @@ def _mode(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    clean_environment()
+    try:
+        return _main(args)
+    except (ImportError, SyntaxError) as e:  # a broken installation still logs and negates
+        from .cli import startup_failure
+
+        hint = "the installation is broken: reinstall cifs-upcall (cifs-upcall doctor)"
+        return startup_failure(args, "internal-error", f"cannot start: {e!r}", hint)
+
+
+def _main(args: list[str]) -> int:
     mode = _mode(args)
     if mode is None:
         from .cli import main as full
 
         return full(args)
+    clean_environment()
     try:
         serial = parse_serial(args[-1]) if mode == "key" else 0
     except ValueError:
@@ -179,8 +189,8 @@ def apply(reply: object, serial: int | None) -> int:
     log.setup(debug=reply.debug, echo=reply.echo, log_file=reply.log_file)
     answered = False
     try:
-        for prio, line in reply.lines:
-            log.emit(prio, line)
+        for prio, line, entry in reply.lines:
+            log.emit(prio, line, entry)
         if reply.stdout:
             sys.stdout.write(reply.stdout)
             sys.stdout.flush()
@@ -194,6 +204,15 @@ def apply(reply: object, serial: int | None) -> int:
     finally:
         if serial is not None and not answered:
             _negate(serial, reply.negate_timeout)
+        global _settled
+        _settled = True
+
+
+_settled = False  # apply() instantiated or negated the key: nothing may do it again
+
+
+def settled() -> bool:
+    return _settled
 
 
 def _instantiate(serial: int, payload: bytes) -> bool:
@@ -214,8 +233,8 @@ def _negate(serial: int, timeout: int) -> None:
 
     try:
         keyring.negate(serial, timeout)
-    except KeyringError as e:
-        log.emit(3, log.kv(key=serial, error=e.message))
+    except KeyringError as e:  # no authority: not run by request-key (the line says why)
+        log.emit(7, log.kv(key=serial, error=e.message))
 
 
 def write_private(path: str, data: bytes) -> None:

@@ -1,8 +1,15 @@
-"""syslog (LOG_DAEMON) and one summary line per upcall, in key=value form for grep and scripts."""
+"""The log sink: syslog (LOG_DAEMON) lines in key=value form for grep and scripts. Root, in the
+client (which writes the lines a handler composed) and wherever the helper logs itself.
+
+Where journald listens (/run/systemd/journal/socket), a line that comes with a journald entry
+(journal.entry: CIFS_UPCALL_* fields, a MESSAGE_ID per reason class, composed by the handler)
+goes to it instead; if journald does not take it, the line goes to syslog as before. Sending
+is a datagram on a `_socket`: the thin client imports nothing more for it."""
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import syslog
 import time
@@ -16,12 +23,20 @@ IDENT = "cifs-upcall"
 _echo = False
 _file: str | None = None
 _debug = False
+_journal: str | None = None  # journald's socket, if one listens
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
-def setup(*, debug: bool, echo: bool, log_file: str | None = None) -> None:
+def setup(
+    *, debug: bool, echo: bool, log_file: str | None = None, journal_socket: str = JOURNAL_SOCKET
+) -> None:
     """Errors and the per-upcall summary by default; the trail too with -d."""
-    global _echo, _file, _debug
+    global _echo, _file, _debug, _journal
     _echo, _file, _debug = echo, log_file, debug
+    try:
+        _journal = journal_socket if stat.S_ISSOCK(os.stat(journal_socket).st_mode) else None
+    except OSError:
+        _journal = None
     syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
     syslog.setlogmask(syslog.LOG_UPTO(syslog.LOG_DEBUG if debug else syslog.LOG_INFO))
 
@@ -58,13 +73,32 @@ def kv(**fields: object) -> str:
     return " ".join(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)
 
 
-def emit(priority: int, line: str) -> None:
-    """Never raises: a logging problem must not keep the key from being answered."""
+def _to_journal(entry: bytes, path: str) -> bool:
+    import _socket
+
+    try:
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+        try:
+            s.sendto(entry, path)
+        finally:
+            s.close()
+    except OSError:
+        from . import journal  # too large for a datagram: the memfd way (rare, heavier)
+
+        return journal.send_encoded(entry, path)
+    return True
+
+
+def emit(priority: int, line: str, entry: bytes | None = None) -> None:
+    """Never raises: a logging problem must not keep the key from being answered. `entry`:
+    the line's journald entry (journal.entry), sent instead when journald listens."""
     line = escape(line)
-    try:  # noqa: SIM105 - contextlib costs the thin client ~3 ms of imports
-        syslog.syslog(priority, line)
-    except (ValueError, OSError):
-        pass
+    wants = _debug or priority <= syslog.LOG_INFO
+    if not (entry and _journal and wants and _to_journal(entry, _journal)):
+        try:  # noqa: SIM105 - contextlib costs the thin client ~3 ms of imports
+            syslog.syslog(priority, line)
+        except (ValueError, OSError):
+            pass
     if _echo:
         print(f"{IDENT}: {line}", file=sys.stderr)
     if _file and (_debug or priority <= syslog.LOG_INFO):

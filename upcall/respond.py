@@ -14,7 +14,7 @@ import syslog
 from typing import TYPE_CHECKING
 
 from . import log
-from .errors import KeyringError, UpcallError
+from .errors import UpcallError
 from .wire import Reply
 
 if TYPE_CHECKING:
@@ -78,19 +78,48 @@ def summary(out: Outcome, serial: int | None, via: str) -> str:
     )
 
 
-def _outcome_lines(out: Outcome, serial: int | None, via: str) -> list[tuple[int, str]]:
-    lines = [(syslog.LOG_DEBUG, log.kv(**step)) for step in out.trail]
-    lines.append((syslog.LOG_INFO if out.ok else syslog.LOG_ERR, summary(out, serial, via)))
+Line = tuple[int, str, bytes]  # priority, text, journald entry
+
+
+def _journal_entry(out: Outcome, serial: int | None, prio: int, line: str) -> bytes:
+    """The CIFS_UPCALL_* fields of one upcall's journald entry."""
+    from . import journal
+
+    req = out.request
+    return journal.entry(
+        prio, line,
+        outcome="ok" if out.ok else "failed",
+        reason=out.reason.value if out.reason else None,
+        key=serial, source=out.source, principal=out.principal, spn=out.spn,
+        server=req.host, uid=out.uid, caller_pid=req.pid, target=req.upcall_target.value,
+        impersonated=bool(out.token and out.token.impersonated) if out.ok else None,
+        ms=round(out.seconds * 1000),
+        error=out.message if not out.ok else None,
+        hint=out.hint if not out.ok else None,
+    )  # fmt: skip
+
+
+def _outcome_lines(out: Outcome, serial: int | None, via: str) -> list[Line]:
+    lines: list[Line] = [(syslog.LOG_DEBUG, log.kv(**step), b"") for step in out.trail]
+    prio = syslog.LOG_INFO if out.ok else syslog.LOG_ERR
+    text = summary(out, serial, via)
+    lines.append((prio, text, _journal_entry(out, serial, prio, text)))
     return lines
 
 
-def refused(e: UpcallError, serial: int | None, via: str) -> tuple[int, str]:
-    """The line for a request refused before the pipeline (key, origin, description)."""
-    line = log.kv(
-        outcome="refused", key=serial, reason=e.reason.value, via=via, error=e.message,
-        hint=e.hint,
-    )  # fmt: skip
-    return syslog.LOG_ERR, line
+def _refusal(serial: int | None, reason: str, error: str, hint: str, **more: object) -> Line:
+    """One line (and journald entry) for a request refused before the pipeline."""
+    from . import journal
+
+    line = log.kv(outcome="refused", key=serial, reason=reason, **more, error=error, hint=hint)
+    entry = journal.entry(syslog.LOG_ERR, line, outcome="refused", reason=reason, key=serial,
+                          error=error, hint=hint)  # fmt: skip
+    return syslog.LOG_ERR, line, entry
+
+
+def refused(e: UpcallError, serial: int | None, via: str) -> Line:
+    """The key, its origin or its description refused."""
+    return _refusal(serial, e.reason.value, e.message, e.hint, via=via)
 
 
 def key_reply(serial: int, described: str, a: argparse.Namespace, pidfd: int | None,
@@ -173,25 +202,17 @@ def dry_reply(text: str, a: argparse.Namespace, pidfd: int | None, via: str) -> 
     return r
 
 
-def keyring_failed(serial: int, e: KeyringError) -> tuple[int, str]:
-    return syslog.LOG_ERR, log.kv(
-        outcome="failed", key=serial, reason=e.reason.value, error=e.message, hint=e.hint
-    )
-
-
 def bad_arguments(serial: int | None, why: str, argv: list[str]) -> Reply:
     """An unknown flag in the request-key line: one log line and a short negative key, not
-    argparse's exit 2 on a stderr that request-key throws away. --log-file still counts when
-    it can be found without the parser."""
-    from .client import _flag
+    argparse's exit 2 on a stderr that request-key throws away. --negate-timeout and
+    --log-file still count as far as they parse on their own."""
+    from .cli import startup_options
     from .errors import Reason
 
     r = Reply()
-    r.log_file = _flag(argv, "--log-file")
-    line = log.kv(
-        outcome="refused", key=serial, reason=Reason.BAD_ARGUMENTS.value, error=why,
-        hint="fix the helper's arguments in /etc/request-key.d (cifs-upcall --help)",
-    )  # fmt: skip
-    r.lines.append((syslog.LOG_ERR, line))
+    r.negate_timeout, r.log_file = startup_options(argv)
+    hint = "fix the flags in the request-key line (cifs-upcall --help; cifs-upcall doctor)"
+    r.lines.append(_refusal(serial, Reason.BAD_ARGUMENTS.value, f"bad arguments: {why}", hint,
+                            negate_timeout=r.negate_timeout))  # fmt: skip
     r.exit = 2
     return r

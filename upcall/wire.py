@@ -10,6 +10,7 @@ daemon -> client:
     K  accepted: the daemon works on it (the client stops waiting for "a daemon at all")
     P  the payload to instantiate       X  exit status (decimal), last record
     L  a log line: priority digit, space, text (repeated; the client writes them)
+    J  the journald entry of the line before it (encoded; sent when journald listens)
     O  text for the client's stdout (dry runs)   N  negative-key timeout (decimal)
     F  --log-file path   B  --payload-out path
 """
@@ -60,7 +61,8 @@ class Reply:
 
     def __init__(self) -> None:
         self.payload: bytes | None = None  # instantiate the key with this (key mode)
-        self.lines: list[tuple[int, str]] = []  # (syslog priority, text), in order
+        # (syslog priority, text, journald entry or b""), in order
+        self.lines: list[tuple[int, str, bytes]] = []
         self.stdout = ""
         self.exit = 1
         self.negate_timeout = 5
@@ -73,9 +75,10 @@ class Reply:
         out = []
         if self.payload is not None:
             out.append(record(b"P", self.payload))
-        out.extend(
-            record(b"L", b"%d %s" % (p, t.encode("utf-8", "replace"))) for p, t in self.lines
-        )
+        for prio, text, entry in self.lines:
+            out.append(record(b"L", b"%d %s" % (prio, text.encode("utf-8", "replace"))))
+            if entry:
+                out.append(record(b"J", entry))
         if self.stdout:
             out.append(record(b"O", self.stdout.encode("utf-8", "replace")))
         out.append(record(b"N", b"%d" % self.negate_timeout))
@@ -97,7 +100,9 @@ class Reply:
                 r.payload = data
             elif tag == b"L":
                 prio, _, text = data.partition(b" ")
-                r.lines.append((int(prio), text.decode("utf-8", "replace")))
+                r.lines.append((int(prio), text.decode("utf-8", "replace"), b""))
+            elif tag == b"J" and r.lines:
+                r.lines[-1] = (*r.lines[-1][:2], data)
             elif tag == b"O":
                 r.stdout = data.decode("utf-8", "replace")
             elif tag == b"N":

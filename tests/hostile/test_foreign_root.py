@@ -29,7 +29,7 @@ from tests.lab.samba import SambaLab
 
 pytestmark = pytest.mark.lab
 
-MARK = r'''
+MARK = r"""
 import os as _os
 def _mark(_name):
     try:
@@ -41,13 +41,16 @@ def _mark(_name):
     except Exception:
         pass
 _mark(__name__)
-'''
-CODEC = MARK + r'''
+"""
+CODEC = (
+    MARK
+    + r"""
 import codecs as _codecs
 def getregentry():
     u = _codecs.lookup("utf-8")
     return _codecs.CodecInfo(u.encode, u.decode, name="evilcodec")
-'''
+"""
+)
 MODULES = ("traceback", "linecache", "tokenize", "stringprep", "unicodedata", "_strptime",
            "locale", "gettext", "ipaddress", "socket", "selectors", "signal", "string")  # fmt: skip
 ENCODINGS = ("idna", "punycode", "ascii", "latin_1", "utf_8", "evilcodec")
@@ -86,9 +89,7 @@ def _script(root: Path, mnt: Path | None, fuse: Path | None, tops: list[str], pi
     if fuse is None or mnt is None:
         return f"mount --bind {q(str(root))} {q(str(root))} && cd {q(str(root))} && " \
                "pivot_root . oldroot && exec /sleeper"  # fmt: skip
-    binds = " && ".join(
-        f"mount --rbind {q(str(root) + t)} {q(str(mnt) + t)}" for t in tops
-    )
+    binds = " && ".join(f"mount --rbind {q(str(root) + t)} {q(str(mnt) + t)}" for t in tops)
     return (
         f"{q(str(fuse))} passthrough {q(str(root))} {q(str(mnt))} -o "
         "allow_other,entry_timeout=86400,attr_timeout=86400,negative_timeout=86400 & "
