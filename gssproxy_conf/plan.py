@@ -27,6 +27,7 @@ MANAGED_PATHS = (
     render_gssproxy.PROTECTED_FILE,
     render_krb5.KRB5_FILE,
     render_requestkey.REQUEST_KEY_FILE,
+    render_requestkey.LEGACY_REQUEST_KEY_FILE,
     render_tmpfiles.TMPFILES_FILE,
     render_autofs.AUTO_MASTER_FILE,
 )

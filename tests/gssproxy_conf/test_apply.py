@@ -34,17 +34,37 @@ def test_apply_then_unchanged(example, tmp_path: Path) -> None:
     assert {s.action for s in apply(p, tmp_path)} == {Action.UNCHANGED}
 
 
-def test_foreign_file_refused_and_nothing_written(example, tmp_path: Path) -> None:
-    # Debian's cifs-utils ships this very file: it must survive untouched
+CIFS_UTILS_RULE = "create cifs.spnego * * /usr/sbin/cifs.upcall %k\n"
+
+
+def test_cifs_utils_rule_is_left_alone(example, tmp_path: Path) -> None:
+    """Debian's cifs-utils conffile stays; our more specific line wins by best match."""
     rk = tmp_path / "etc/request-key.d/cifs.spnego.conf"
     rk.parent.mkdir(parents=True)
-    rk.write_text("create cifs.spnego * * /usr/sbin/cifs.upcall %k\n")
+    rk.write_text(CIFS_UTILS_RULE)
+    apply(plan.build(example), tmp_path)
+    assert rk.read_text() == CIFS_UTILS_RULE
+    ours = (tmp_path / "etc/request-key.d/cifs-upcall.conf").read_text()
+    assert "create cifs.spnego ver=0x2;* * /usr/sbin/cifs-upcall " in ours
+
+
+def test_our_old_request_key_file_is_removed(example, tmp_path: Path) -> None:
+    old = tmp_path / "etc/request-key.d/cifs.spnego.conf"
+    old.parent.mkdir(parents=True)
+    old.write_text(stamp("create cifs.spnego * * /opt/cifs-upcall/bin/cifs-upcall %k\n"))
+    states = {str(s.path): s.action for s in apply(plan.build(example), tmp_path)}
+    assert states["/etc/request-key.d/cifs.spnego.conf"] is Action.REMOVE
+    assert not old.exists()
+
+
+def test_foreign_file_refused_and_nothing_written(example, tmp_path: Path) -> None:
+    rk = tmp_path / "etc/request-key.d/cifs-upcall.conf"
+    rk.parent.mkdir(parents=True)
+    rk.write_text(CIFS_UTILS_RULE)
     with pytest.raises(OwnershipError) as ei:
         apply(plan.build(example), tmp_path)
     assert "not written by gssproxy-conf" in str(ei.value)
-    assert tree(tmp_path) == {
-        "etc/request-key.d/cifs.spnego.conf": "create cifs.spnego * * /usr/sbin/cifs.upcall %k\n"
-    }
+    assert tree(tmp_path) == {"etc/request-key.d/cifs-upcall.conf": CIFS_UTILS_RULE}
 
 
 def test_edited_file_refused_unless_forced(example, tmp_path: Path) -> None:
