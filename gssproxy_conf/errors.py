@@ -21,6 +21,7 @@ class Code(enum.Enum):
     IO = "E-IO"
     # warnings: the input is valid and is rendered, but part of it cannot work as written
     BELOW_MIN_UID = "W-MIN-UID"
+    DEPRECATED = "W-DEPRECATED"
 
 
 @dataclass(frozen=True)
