@@ -417,7 +417,8 @@ def _socket_findings(services: list[_Svc]) -> list[Finding]:
             root_only_impersonation = _bool(s.first("impersonate")) and not _bool(
                 s.first("allow_any_uid")
             )
-            smb_named = re.search(r"cifs|smb", s.service or "", re.IGNORECASE) is not None
+            name = (s.service or "").lower()
+            smb_named = re.search(r"cifs|smb", name) is not None and "nfs" not in name
             if root_only_impersonation or smb_named:
                 out.append(
                     Finding(

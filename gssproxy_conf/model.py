@@ -76,6 +76,8 @@ class Nfs:
     # None = gssproxy's default socket, the one rpc.gssd connects to
     socket: PurePosixPath | None = None
     servers: tuple[str, ...] = ()  # only for AD delegation (nfs/<host>) when impersonating
+    # NFS is opt-in: without ``enable: true`` the schema leaves ``Config.nfs`` None
+    enable: bool = True
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .rendered import Kind, Rendered
 MANAGED_PATHS = (
     render_gssproxy.SMB_FILE,
     render_gssproxy.NFS_FILE,
+    render_gssproxy.LEGACY_NFS_FILE,
     render_gssproxy.PROTECTED_FILE,
     render_krb5.KRB5_FILE,
     render_requestkey.REQUEST_KEY_FILE,

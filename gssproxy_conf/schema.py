@@ -224,13 +224,15 @@ def _smb(node: YNode, problems: list[Problem]) -> m.Smb:
     )
 
 
-def _nfs(node: YNode, problems: list[Problem]) -> m.Nfs:
-    s = _Section(node, "nfs", {"impersonate", "socket", "servers"}, problems)
-    return m.Nfs(
+def _nfs(node: YNode, problems: list[Problem]) -> m.Nfs | None:
+    s = _Section(node, "nfs", {"enable", "impersonate", "socket", "servers"}, problems)
+    nfs = m.Nfs(
         impersonate=s.get("impersonate", _bool, False),
         socket=s.get("socket", _path(v.socket_path), None),
         servers=s.get("servers", _list(_checked(v.hostname)), ()),
     )
+    # opt-in: an NFS client service next to a distribution's own can stop gssproxy
+    return nfs if s.get("enable", _bool, False) else None
 
 
 def _protected(node: YNode, where: str, problems: list[Problem]) -> m.ProtectedUser:

@@ -15,7 +15,7 @@ from .model import Config
 # tuple-of-pairs fields that are mappings in YAML
 _PAIR_FIELDS = {"shares", "server_accounts", "dns"}
 # fields whose schema default depends on other fields (deny_groups on ad.kdc): always written
-_ALWAYS = {"deny_groups"}
+_ALWAYS = {"deny_groups", "enable"}
 
 
 def _value(name: str, v: Any) -> Any:

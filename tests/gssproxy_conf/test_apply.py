@@ -89,15 +89,15 @@ def test_update_and_stale_removal(example, tmp_path: Path) -> None:
     text = text.split("nfs:")[0] + "automount:" + text.split("automount:")[1]
     smaller = schema.load(text)
     states = {str(s.path): s.action for s in apply(plan.build(smaller), tmp_path)}
-    assert states["/etc/gssproxy/50-nfs-client.conf"] is Action.REMOVE
+    assert states["/etc/gssproxy/50-cifs-upcall-nfs.conf"] is Action.REMOVE
     assert states["/etc/gssproxy/51-cifs-upcall-protected.conf"] is Action.REMOVE
     assert states["/etc/cifs-upcall/policy.yaml"] is Action.UPDATE
-    assert not (tmp_path / "etc/gssproxy/50-nfs-client.conf").exists()
+    assert not (tmp_path / "etc/gssproxy/50-cifs-upcall-nfs.conf").exists()
     # a foreign file at a managed path is not ours to remove
-    foreign = tmp_path / "etc/gssproxy/50-nfs-client.conf"
+    foreign = tmp_path / "etc/gssproxy/50-cifs-upcall-nfs.conf"
     foreign.write_text("[service/x]\n")
     assert all(
-        str(s.path) != "/etc/gssproxy/50-nfs-client.conf"
+        str(s.path) != "/etc/gssproxy/50-cifs-upcall-nfs.conf"
         for s in assess(plan.build(smaller), tmp_path)
     )
     assert foreign.exists()
@@ -141,3 +141,17 @@ def test_duplicate_target_paths_are_refused(example_text: str) -> None:
     clash = example_text + "helper: {policy: /etc/auto.smb}\n"
     with pytest.raises(ConfigError, match="would hold both"):
         plan.build(schema.load(clash))
+
+
+def test_nfs_is_opt_in(example_text: str) -> None:
+    off = schema.load(example_text.replace("nfs: {enable: true, impersonate: false}", "nfs: {}"))
+    assert off.nfs is None
+    assert plan.build(off).get("/etc/gssproxy/50-cifs-upcall-nfs.conf") is None
+
+
+def test_our_old_nfs_file_is_removed(example, tmp_path: Path) -> None:
+    old = tmp_path / "etc/gssproxy/50-nfs-client.conf"
+    old.parent.mkdir(parents=True)
+    old.write_text(stamp("[service/nfs-client]\n  mechs = krb5\n  euid = 0\n"))
+    states = {str(s.path): s.action for s in apply(plan.build(example), tmp_path)}
+    assert states["/etc/gssproxy/50-nfs-client.conf"] is Action.REMOVE and not old.exists()

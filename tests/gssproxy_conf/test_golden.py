@@ -56,7 +56,7 @@ def test_expected_file_set(example) -> None:
     paths = {str(f.path) for f in plan.build(example).files}
     assert paths == {
         "/etc/gssproxy/50-cifs-upcall-smb.conf",
-        "/etc/gssproxy/50-nfs-client.conf",
+        "/etc/gssproxy/50-cifs-upcall-nfs.conf",
         "/etc/gssproxy/51-cifs-upcall-protected.conf",
         "/etc/krb5.conf.d/cifs-upcall.conf",
         "/etc/request-key.d/cifs-upcall.conf",
@@ -70,7 +70,7 @@ def test_expected_file_set(example) -> None:
 def test_key_facts_in_renderings(example) -> None:
     p = plan.build(example)
     smb = p.get("/etc/gssproxy/50-cifs-upcall-smb.conf")
-    nfs = p.get("/etc/gssproxy/50-nfs-client.conf")
+    nfs = p.get("/etc/gssproxy/50-cifs-upcall-nfs.conf")
     rk = p.get("/etc/request-key.d/cifs-upcall.conf")
     am = p.get("/etc/auto.smb")
     assert smb and nfs and rk and am

@@ -43,7 +43,7 @@ def _config(  # type: ignore[no-untyped-def]
         f"realm: {lab.realm}\n"
         f"client: {{principal: '{client.name}', keytab: {client.keytab}}}\n"
         f"smb: {{servers: [{lab.fqdn}]}}\n"
-        "nfs: {impersonate: false}\n"
+        "nfs: {enable: true, impersonate: false}\n"
     )
     if protected:
         text += (
@@ -235,5 +235,5 @@ def test_generated_gssproxy_serves_each_service(  # type: ignore[no-untyped-def]
         r = gp.request("/run/gssproxy/cifs/cifs.sock", f"{prot}@{lab.realm}", target)
         assert not r.ok, r.raw
         log = gp.log_text()
-        for svc in ("cifs-upcall-smb", "nfs-client", f"cifs-upcall-protected-{prot}"):
+        for svc in ("cifs-upcall-smb", "cifs-upcall-nfs-client", f"cifs-upcall-protected-{prot}"):
             assert f"Connection matched service {svc}" in log

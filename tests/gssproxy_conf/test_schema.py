@@ -164,7 +164,7 @@ def test_socket_rules() -> None:
     assert line == 5 and "truncates" in msg
     [(line, _, msg)] = problems(GOOD + "  socket: /run/cifs.sock\n")
     assert line == 5 and "dedicated directory" in msg
-    text = GOOD + "nfs: {socket: /run/gssproxy/cifs/nfs.sock}\n"
+    text = GOOD + "nfs: {enable: true, socket: /run/gssproxy/cifs/nfs.sock}\n"
     [(line, code, msg)] = problems(text)
     assert code is Code.CONFLICT and "another directory" in msg
 
