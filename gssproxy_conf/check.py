@@ -54,7 +54,8 @@ FLAG_NAMES = {
     "INTEGRITIY",
     "ANONYMOUS",
 }
-DEFAULT_SOCKET = "<default socket>"
+# compiled into Debian's and Fedora's gssproxy (the -s option changes it)
+DEFAULT_SOCKET = "/var/lib/gssproxy/default.sock"
 
 
 class Severity(enum.Enum):
