@@ -78,9 +78,11 @@ def test_apply_next_to_distribution(distro: str, nfs: str, tmp_path: Path) -> No
     # the refusal is real: forced onto disk, gssproxy does not start on this set
     for f in p.files:
         write_atomic(root / str(f.path).lstrip("/"), f.content, f.mode)
-    with pytest.raises(RuntimeError, match="gssproxy exited"):
-        with running_gssproxy(root, tmp_path / "work-forced"):
-            pass
+    with (
+        pytest.raises(RuntimeError, match="gssproxy exited"),
+        running_gssproxy(root, tmp_path / "work-forced"),
+    ):
+        pass
 
 
 def test_dry_run_refuses_too(tmp_path: Path) -> None:
