@@ -93,7 +93,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .plan import build
 
     plan = build(_load(args.file))
-    states = apply(plan, Path(args.root), dry_run=args.dry_run, force_edited=args.force_edited)
+    trial = None
+    if args.try_gssproxy:
+        from .trial import try_gssproxy
+
+        trial = try_gssproxy
+    states = apply(
+        plan, Path(args.root), dry_run=args.dry_run, force_edited=args.force_edited, trial=trial
+    )
     _report_states(states, args.dry_run)
     for note in plan.notes:
         print(f"next: {note}", file=sys.stderr)
@@ -225,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-edited",
         action="store_true",
         help="overwrite our files even if they were edited by hand",
+    )
+    a.add_argument(
+        "--try-gssproxy",
+        action="store_true",
+        help="also start a throwaway gssproxy (private mount namespace) on the merged set "
+        "before writing; refuse if it does not start",
     )
     a.set_defaults(func=cmd_apply)
 

@@ -91,3 +91,28 @@ def test_dry_run_refuses_too(tmp_path: Path) -> None:
     with pytest.raises(MergeConflict):
         apply(plan.build(_config(NFS["nfs-default-socket"])), root, dry_run=True)
     assert _tree(root) == before
+
+
+@needs_gssproxy
+@pytest.mark.parametrize("distro", LAYOUTS)
+def test_throwaway_gssproxy_trial(
+    distro: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--try-gssproxy: a real daemon on the staged set decides; the lint is bypassed here (a
+    stand-in for a clash only the daemon knows about) to show the trial alone refuses."""
+    from gssproxy_conf import apply as apply_mod
+    from gssproxy_conf.trial import try_gssproxy
+
+    root = tmp_path / "root"
+    before = _layout(root, distro)
+    good = plan.build(_config(NFS["nfs-own-socket"]))
+    apply(good, root, dry_run=True, trial=try_gssproxy)  # starts: no error
+    assert _tree(root) == before
+    if distro not in CLASH:
+        return
+    bad = plan.build(_config(NFS["nfs-default-socket"]))
+    # fault injection: a clash the lint does not know about (only the daemon decides)
+    monkeypatch.setattr(apply_mod, "merge_conflicts", lambda states, root: [])
+    with pytest.raises(MergeConflict, match="throwaway gssproxy did not start"):
+        apply(bad, root, trial=try_gssproxy)
+    assert _tree(root) == before
