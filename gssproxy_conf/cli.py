@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .apply import FileState
     from .model import Config
+    from .plan import HostFacts
 
 EXIT_OK, EXIT_DIFF, EXIT_INPUT, EXIT_REFUSED, EXIT_IO = 0, 1, 2, 3, 4
 
@@ -51,6 +52,19 @@ def _load(path: str) -> Config:
     return config
 
 
+def _host(root: str | None) -> HostFacts:
+    from .plan import HostFacts
+    from .render_systemd import MAIN_KRB5_CONF, includes_snippet_dir
+
+    if root is None:
+        return HostFacts()
+    try:
+        text = (Path(root) / MAIN_KRB5_CONF.relative_to("/")).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    return HostFacts(krb5_includedir=includes_snippet_dir(text))
+
+
 def _report_states(states: list[FileState], dry_run: bool) -> None:
     from .apply import Action
 
@@ -83,7 +97,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from .diff import unified
     from .plan import build
 
-    states = assess(build(_load(args.file)), Path(args.root))
+    states = assess(build(_load(args.file), _host(args.root)), Path(args.root))
     sys.stdout.write(unified(states))
     return EXIT_OK if all(s.action is Action.UNCHANGED for s in states) else EXIT_DIFF
 
@@ -92,7 +106,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .apply import apply
     from .plan import build
 
-    plan = build(_load(args.file))
+    plan = build(_load(args.file), _host(args.root))
     trial = None
     if args.try_gssproxy:
         from .trial import try_gssproxy

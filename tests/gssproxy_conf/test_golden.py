@@ -64,6 +64,7 @@ def test_expected_file_set(example) -> None:
         "/etc/auto.smb",
         "/etc/auto.master.d/cifs-upcall.autofs",
         "/etc/tmpfiles.d/cifs-upcall-gssproxy.conf",
+        "/etc/systemd/system/gssproxy.service.d/cifs-upcall.conf",
     }
 
 
