@@ -181,3 +181,43 @@ def apply(
         except OSError as exc:
             raise WriteError([Problem(Code.IO, f"{s.target}: {exc.strerror or exc}")]) from None
     return states
+
+
+def assess_removal(
+    paths: Iterable[PurePosixPath], root: Path, force_edited: bool = False
+) -> list[FileState]:
+    """Our marked files among ``paths``: to remove (edited ones refused unless forced).
+    Files without the marker, and absent ones, are not ours and are not listed."""
+    states = []
+    for path in dict.fromkeys(paths):
+        t = target_of(root, path)
+        cur = _read(t)
+        if ownership(cur) in (Ownership.OURS, Ownership.EDITED):
+            states.append(FileState(path, t, cur, None, _decide(cur, None, force_edited)))
+    return states
+
+
+def remove(
+    paths: Iterable[PurePosixPath],
+    root: Path,
+    *,
+    dry_run: bool = False,
+    force_edited: bool = False,
+) -> list[FileState]:
+    """Take out exactly the files gssproxy-conf wrote (marker present) at ``paths``."""
+    states = assess_removal(paths, root, force_edited)
+    problems = refusals(states)
+    if problems:
+        raise OwnershipError(problems)
+    problems = merge_conflicts(states, root)
+    if problems:
+        raise MergeConflict(problems)
+    if dry_run:
+        return states
+    for s in states:
+        try:
+            s.target.unlink()
+            _fsync_dir(s.target.parent)
+        except OSError as exc:
+            raise WriteError([Problem(Code.IO, f"{s.target}: {exc.strerror or exc}")]) from None
+    return states

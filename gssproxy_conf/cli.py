@@ -121,6 +121,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_remove(args: argparse.Namespace) -> int:
+    from .apply import remove
+    from .plan import MANAGED_PATHS, build
+
+    paths = list(MANAGED_PATHS)
+    if args.file:  # the paths that depend on the file (policy, automount map)
+        paths += [f.path for f in build(_load(args.file)).files]
+    states = remove(paths, Path(args.root), dry_run=args.dry_run, force_edited=args.force_edited)
+    _report_states(states, args.dry_run)
+    if not states:
+        print("nothing of gssproxy-conf's to remove", file=sys.stderr)
+    elif not args.dry_run:
+        print("next: systemctl daemon-reload; systemctl reload gssproxy", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_ad(args: argparse.Namespace) -> int:
     import shlex
 
@@ -254,6 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
         "before writing; refuse if it does not start",
     )
     a.set_defaults(func=cmd_apply)
+
+    r = sub.add_parser(
+        "remove", help="take out exactly the files gssproxy-conf wrote (marker and hash intact)"
+    )
+    r.add_argument(
+        "file",
+        nargs="?",
+        help="the YAML description, for the paths it chose (helper policy, automount map); "
+        "without it only the fixed paths",
+    )
+    r.add_argument("--root", default="/", metavar="DIR", help="under DIR instead of /")
+    r.add_argument("--dry-run", action="store_true", help="list the files, remove nothing")
+    r.add_argument(
+        "--force-edited", action="store_true", help="also remove our files edited by hand"
+    )
+    r.set_defaults(func=cmd_remove)
 
     ad = sub.add_parser(
         "ad",

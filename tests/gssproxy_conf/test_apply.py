@@ -155,3 +155,32 @@ def test_our_old_nfs_file_is_removed(example, tmp_path: Path) -> None:
     old.write_text(stamp("[service/nfs-client]\n  mechs = krb5\n  euid = 0\n"))
     states = {str(s.path): s.action for s in apply(plan.build(example), tmp_path)}
     assert states["/etc/gssproxy/50-nfs-client.conf"] is Action.REMOVE and not old.exists()
+
+
+def test_remove_takes_out_exactly_our_files(
+    example, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    foreign = {
+        "etc/request-key.d/cifs.spnego.conf": CIFS_UTILS_RULE,
+        "etc/gssproxy/24-nfs-server.conf": (DATA / "distro/debian/24-nfs-server.conf").read_text(),
+        "etc/gssproxy/gssproxy.conf": "[gssproxy]\n",
+    }
+    for name, text in foreign.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    p = plan.build(example)
+    apply(p, tmp_path)
+    assert len(tree(tmp_path)) == len(foreign) + len(p.files)
+    src = str(DATA / "example.yaml")
+    edited = tmp_path / "etc/auto.smb"
+    edited.write_text(edited.read_text() + "x -fstype=cifs ://fs1.example.com/x\n")
+    before = tree(tmp_path)
+    assert cli.main(["remove", src, "--root", str(tmp_path)]) == cli.EXIT_REFUSED
+    assert tree(tmp_path) == before  # refused: nothing removed
+    assert cli.main(["remove", src, "--root", str(tmp_path), "--dry-run", "--force-edited"]) == 0
+    assert tree(tmp_path) == before
+    assert cli.main(["remove", src, "--root", str(tmp_path), "--force-edited"]) == 0
+    assert tree(tmp_path) == foreign
+    capsys.readouterr()
+    assert cli.main(["remove", "--root", str(tmp_path)]) == 0  # again: nothing left of ours
+    assert "nothing of gssproxy-conf's to remove" in capsys.readouterr().err
