@@ -142,8 +142,9 @@ def cmd_ad(args: argparse.Namespace) -> int:
 
     from .ad import directory, ldif, powershell, samba_tool
     from .ad.changes import change_set
+    from .fleet import load_all
 
-    configs = [_load(f) for f in args.file]
+    configs = load_all(args.file, _load)
     cs = change_set(configs)
     base_dn = configs[0].base_dn
     if args.export_command:
@@ -292,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the directory changes (LDIF, samba-tool, PowerShell) for one client or a "
         "fleet (several files: one change set)",
     )
-    ad.add_argument("file", nargs="+", help="one YAML description per client")
+    ad.add_argument(
+        "file", nargs="+", help="one YAML description per client, or a fleet file listing them"
+    )
     ad.add_argument(
         "--current",
         metavar="EXPORT",

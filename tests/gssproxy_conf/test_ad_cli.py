@@ -71,3 +71,17 @@ def test_fleet_files_must_agree(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "realm OTHER.COM differs from EXAMPLE.COM" in capsys.readouterr().err
     same = [_client(tmp_path, "C1"), _client(tmp_path, "C1")]
     assert cli.main(["ad", *same, "--format", "samba-tool"]) == cli.EXIT_INPUT
+
+
+def test_fleet_file_lists_the_clients(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for n in ("C1", "C2"):
+        _client(tmp_path, n)
+    (tmp_path / "fleet.yaml").write_text("fleet: [C1.yaml, C2.yaml]\n")
+    assert cli.main(["ad", str(tmp_path / "fleet.yaml"), "--format", "samba-tool"]) == 0
+    listed = capsys.readouterr().out
+    files = [str(tmp_path / "C1.yaml"), str(tmp_path / "C2.yaml")]
+    assert cli.main(["ad", *files, "--format", "samba-tool"]) == 0
+    assert capsys.readouterr().out == listed
+    (tmp_path / "bad.yaml").write_text("fleet: [C1.yaml]\nrealm: X\n")
+    assert cli.main(["ad", str(tmp_path / "bad.yaml")]) == cli.EXIT_INPUT
+    assert "a fleet file holds only 'fleet'" in capsys.readouterr().err
