@@ -42,10 +42,18 @@ def _record(dn: str, op: str, attr: str, values: list[str], comment: list[str]) 
 
 
 def _missing(cs: ChangeSet, state: Directory) -> list[Problem]:
+    groups = {ch.name for ch in cs.changes if isinstance(ch, EnsureGroup)}
     out = []
     for account in cs.accounts():
-        if state.get(account) is None:
-            out.append(Problem(Code.MISSING_KEY, f"{account} is not in the export"))
+        if state.get(account) is not None:
+            continue
+        msg = f"{account} is not in the export"
+        if account in groups:  # its SID goes into the descriptors, so it must exist first
+            msg += (
+                f": create the group first (samba-tool group add {account}, or the samba-tool "
+                "or PowerShell rendering), then export again"
+            )
+        out.append(Problem(Code.MISSING_KEY, msg))
     return out
 
 

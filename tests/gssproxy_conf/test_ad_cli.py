@@ -85,3 +85,29 @@ def test_fleet_file_lists_the_clients(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "bad.yaml").write_text("fleet: [C1.yaml]\nrealm: X\n")
     assert cli.main(["ad", str(tmp_path / "bad.yaml")]) == cli.EXIT_INPUT
     assert "a fleet file holds only 'fleet'" in capsys.readouterr().err
+
+
+def test_ldif_for_a_fleet_needs_the_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = [_client(tmp_path, n) for n in ("C1", "C2")]
+    export = tmp_path / "current.ldif"
+    export.write_text(
+        "".join(
+            f"dn: CN={a.rstrip('$')},CN=Computers,DC=example,DC=com\nsAMAccountName: {a}\n"
+            f"objectSid: S-1-5-21-1-2-3-{1100 + i}\nuserAccountControl: 69632\n\n"
+            for i, a in enumerate(["C1$", "C2$", "FS1$", "FS2$"])
+        )
+    )
+    assert cli.main(["ad", *files, "--format", "ldif", "--current", str(export)]) == 2
+    err = capsys.readouterr().err
+    assert "cifs-upcall-clients is not in the export: create the group first" in err
+    with export.open("a") as f:
+        f.write(
+            "dn: CN=cifs-upcall-clients,CN=Users,DC=example,DC=com\n"
+            "sAMAccountName: cifs-upcall-clients\nobjectSid: S-1-5-21-1-2-3-1200\n\n"
+        )
+    assert cli.main(["ad", *files, "--format", "ldif", "--current", str(export)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("add: member") == 2 and out.count("S-1-5-21-1-2-3-1200") == 2  # 2 servers
+    assert "S-1-5-21-1-2-3-1100)" not in out  # the descriptors name the group, not clients
