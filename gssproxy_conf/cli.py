@@ -106,7 +106,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .apply import apply
     from .plan import build
 
-    plan = build(_load(args.file), _host(args.root))
+    config = _load(args.file)
+    plan = build(config, _host(args.root))
     trial = None
     if args.try_gssproxy:
         from .trial import try_gssproxy
@@ -116,9 +117,20 @@ def cmd_apply(args: argparse.Namespace) -> int:
         plan, Path(args.root), dry_run=args.dry_run, force_edited=args.force_edited, trial=trial
     )
     _report_states(states, args.dry_run)
+    _warn_keytab(config, Path(args.root))
     for note in plan.notes:
         print(f"next: {note}", file=sys.stderr)
     return EXIT_OK
+
+
+def _warn_keytab(config: Config, root: Path) -> None:
+    """Released gssproxy impersonates with the keytab's first entry: say so if it is wrong."""
+    from .check import keytab_findings
+
+    keytab = root / config.client.keytab.relative_to("/")
+    if keytab.is_file():
+        for f in keytab_findings(str(keytab), config.client_principal):
+            print(f"warning: {f}", file=sys.stderr)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:

@@ -201,3 +201,13 @@ def test_keytab_first_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (tmp_path / "junk").write_bytes(b"\x05\x02")
     assert cli.main(["check", str(root / "etc/gssproxy"), "--keytab", str(tmp_path / "junk"),
                      "--principal", "x@Y"]) == cli.EXIT_DIFF  # fmt: skip
+
+
+@pytest.mark.skipif(not shutil.which("ktutil") or not shutil.which("script"), reason="no ktutil")
+def test_apply_warns_about_the_keytab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    _keytab(root / "etc/krb5.keytab", "host/fs-client1@EXAMPLE.COM", "FS-CLIENT1$@EXAMPLE.COM")
+    assert cli.main(["apply", str(DATA / "example.yaml"), "--root", str(root)]) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert "warning: " in err and "GP018" in err and "host/fs-client1@EXAMPLE.COM" in err
