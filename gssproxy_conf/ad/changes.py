@@ -171,11 +171,6 @@ def _merge(changes: list[Change]) -> list[Change]:
     return list(merged.values())
 
 
-def plan(c: Config) -> list[Change]:
-    """The changes for one client (no fleet group unless ``ad.rbcd_group`` names one)."""
-    return list(change_set([c]).changes)
-
-
 def change_set(configs: Sequence[Config]) -> ChangeSet:
     """One change set for the directory from one or more clients' files. With RBCD and more
     than one client, the grant goes through a group (``ad.rbcd_group``, default
