@@ -226,3 +226,9 @@ def test_local_user_below_min_uid_is_a_warning_with_file_line(
         warnings.clear()
         schema.load(text.replace("smb:\n  servers:", fix), "in.yaml", warnings)
         assert warnings == []
+
+
+@pytest.mark.parametrize("name", ["O'Brien", "a,b", " lead", ""])
+def test_bad_group_names(name: str) -> None:
+    [(_, code, msg)] = problems(GOOD + f'ad: {{rbcd_group: "{name}"}}\n')
+    assert code is Code.BAD_VALUE and "group name" in msg
