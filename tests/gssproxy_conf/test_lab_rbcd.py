@@ -105,7 +105,12 @@ def fleet(samba_rbcd_lab) -> Iterator[dict[str, Path]]:  # type: ignore[no-untyp
             lab.add_computer(name)
         keytabs[f"{name.upper()}$"] = lab.base / f"{name}.keytab"
     lab.samba_tool("delegation", "for-any-protocol", "CLIENT4$", "on", check=False)
+    # what must survive: another grant on DC2$ (a user: no effect on the clients), and
+    # CLIENT3$'s DONT_EXPIRE_PASSWD
+    lab.samba_tool("delegation", "add-principal", "DC2$", "bob2")
+    lab.samba_tool("user", "setexpiry", "CLIENT3$", "--noexpiry")
     yield keytabs
+    lab.samba_tool("delegation", "del-principal", "DC2$", "bob2", check=False)
     lab.samba_tool("delegation", "del-principal", "DC2$", GROUP, check=False)
     lab.samba_tool("group", "delete", GROUP, check=False)
 
@@ -135,8 +140,9 @@ def test_fleet_change_set_grants_through_a_group(  # type: ignore[no-untyped-def
     # refuses it; both are fine)
     assert exports[0] == exports[1]
     assert ldif.parse(ad_lab.render_ldif(lab, cs, configs[0].base_dn)) == []
-    # the descriptor names the group, not the clients
-    assert ad_lab.rbcd_sids(lab, "DC2$") == [ad_lab.sid(lab, GROUP)]
+    # the descriptor names the group, not the clients; the grant that was there stays
+    assert ad_lab.rbcd_sids(lab, "DC2$") == [ad_lab.sid(lab, "bob2"), ad_lab.sid(lab, GROUP)]
+    assert ad_lab.uac(lab, "CLIENT3$") & 0x10000  # DONT_EXPIRE_PASSWD kept
     members = lab.samba_tool("group", "listmembers", GROUP).stdout.lower().split()
     assert sorted(members) == ["client2$", "client3$"], members
 
