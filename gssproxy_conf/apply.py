@@ -12,13 +12,15 @@ import contextlib
 import enum
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import Code, OwnershipError, Problem, WriteError
+from . import merged
+from .errors import Code, MergeConflict, OwnershipError, Problem, WriteError
 from .marker import Ownership, ownership
 from .plan import MANAGED_PATHS, Plan, PlannedFile
+from .render_gssproxy import GSSPROXY_DIR
 
 
 class Action(enum.Enum):
@@ -132,14 +134,41 @@ def write_atomic(target: Path, content: str, mode: int) -> None:
     _fsync_dir(target.parent)
 
 
+def staged_gssproxy(states: list[FileState], root: Path) -> merged.Staged:
+    """/etc/gssproxy under ``root`` as it would be after these states are carried out."""
+    ours = [s for s in states if s.path.parent == GSSPROXY_DIR]
+    writes = [(s.path.name, s.wanted.content) for s in ours if s.wanted is not None]
+    removals = [s.path.name for s in ours if s.action is Action.REMOVE]
+    return merged.stage(root, writes, removals)
+
+
+def merge_conflicts(states: list[FileState], root: Path) -> list[Problem]:
+    return [
+        Problem(Code.GSSPROXY_SET, f"{f.file}:{f.line}: {f.rule.value}: {f.message} ({f.fix})")
+        for f in staged_gssproxy(states, root).errors()
+    ]
+
+
 def apply(
-    plan: Plan, root: Path, *, dry_run: bool = False, force_edited: bool = False
+    plan: Plan,
+    root: Path,
+    *,
+    dry_run: bool = False,
+    force_edited: bool = False,
+    trial: Callable[[merged.Staged], list[Problem]] | None = None,
 ) -> list[FileState]:
-    """Write the plan under ``root``; return what was (or, with dry_run, would be) done."""
+    """Write the plan under ``root``; return what was (or, with dry_run, would be) done.
+    Nothing is written if a file is not ours, or if the merged gssproxy directory would not be
+    accepted (the lint, then ``trial``, e.g. a throwaway gssproxy on the staged set)."""
     states = assess(plan, root, force_edited)
     problems = refusals(states)
     if problems:
         raise OwnershipError(problems)
+    problems = merge_conflicts(states, root)
+    if not problems and trial is not None:
+        problems = trial(staged_gssproxy(states, root))
+    if problems:
+        raise MergeConflict(problems)
     if dry_run:
         return states
     for s in states:
@@ -149,6 +178,46 @@ def apply(
             elif s.action is Action.REMOVE:
                 s.target.unlink()
                 _fsync_dir(s.target.parent)
+        except OSError as exc:
+            raise WriteError([Problem(Code.IO, f"{s.target}: {exc.strerror or exc}")]) from None
+    return states
+
+
+def assess_removal(
+    paths: Iterable[PurePosixPath], root: Path, force_edited: bool = False
+) -> list[FileState]:
+    """Our marked files among ``paths``: to remove (edited ones refused unless forced).
+    Files without the marker, and absent ones, are not ours and are not listed."""
+    states = []
+    for path in dict.fromkeys(paths):
+        t = target_of(root, path)
+        cur = _read(t)
+        if ownership(cur) in (Ownership.OURS, Ownership.EDITED):
+            states.append(FileState(path, t, cur, None, _decide(cur, None, force_edited)))
+    return states
+
+
+def remove(
+    paths: Iterable[PurePosixPath],
+    root: Path,
+    *,
+    dry_run: bool = False,
+    force_edited: bool = False,
+) -> list[FileState]:
+    """Take out exactly the files gssproxy-conf wrote (marker present) at ``paths``."""
+    states = assess_removal(paths, root, force_edited)
+    problems = refusals(states)
+    if problems:
+        raise OwnershipError(problems)
+    problems = merge_conflicts(states, root)
+    if problems:
+        raise MergeConflict(problems)
+    if dry_run:
+        return states
+    for s in states:
+        try:
+            s.target.unlink()
+            _fsync_dir(s.target.parent)
         except OSError as exc:
             raise WriteError([Problem(Code.IO, f"{s.target}: {exc.strerror or exc}")]) from None
     return states

@@ -14,6 +14,8 @@ from pathlib import Path
 from . import validators
 from .gssproxy_ini import IniFile, Section, parse
 
+# executables that run other programs: program= on them admits whatever they run
+_INTERPRETER_RE = re.compile(r"^(python|perl|ruby|node|php|lua|java|bash|dash|zsh|sh)[0-9.]*$")
 SNIPPET_RE = re.compile(r"^[0-9]{2}-.+\.conf$")  # gp_config.c:817
 BOOL_TRUE = {"1", "on", "true", "yes"}
 BOOL_WORDS = BOOL_TRUE | {"0", "off", "false", "no"}
@@ -52,7 +54,8 @@ FLAG_NAMES = {
     "INTEGRITIY",
     "ANONYMOUS",
 }
-DEFAULT_SOCKET = "<default socket>"
+# compiled into Debian's and Fedora's gssproxy (the -s option changes it)
+DEFAULT_SOCKET = "/var/lib/gssproxy/default.sock"
 
 
 class Severity(enum.Enum):
@@ -78,6 +81,7 @@ class Rule(enum.Enum):
     FLAG_NAME = "GP015"
     CRED_USAGE = "GP016"
     SYNTAX = "GP017"
+    KEYTAB_FIRST_ENTRY = "GP018"
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,7 @@ def _service_findings(file: str, s: Section) -> list[Finding]:
                     "use an absolute path",
                 )
     program = s.entry("program")
-    if program is not None:
+    if program is not None and _INTERPRETER_RE.search(program.value.rsplit("/", 1)[-1]):
         add(
             Rule.PROGRAM,
             Severity.WARNING,
@@ -246,6 +250,15 @@ def _service_findings(file: str, s: Section) -> list[Finding]:
             "realpath of the caller's executable: for a Python (or any script) client that is the "
             "interpreter, which admits every script it runs and breaks on upgrades",
             "remove program= and give the service a dedicated socket in a 0700 directory",
+        )
+    elif program is not None:
+        add(
+            Rule.PROGRAM,
+            Severity.WARNING,
+            program.line,
+            f"program = {program.value} matches only callers whose executable's realpath is "
+            "exactly that file (a symlink or a moved binary no longer matches)",
+            "fine for a native client; make sure the path is the binary's realpath",
         )
     if _bool(s.first("impersonate")) and s.first("krb5_principal") is None:
         add(
@@ -405,7 +418,8 @@ def _socket_findings(services: list[_Svc]) -> list[Finding]:
             root_only_impersonation = _bool(s.first("impersonate")) and not _bool(
                 s.first("allow_any_uid")
             )
-            smb_named = re.search(r"cifs|smb", s.service or "", re.IGNORECASE) is not None
+            name = (s.service or "").lower()
+            smb_named = re.search(r"cifs|smb", name) is not None and "nfs" not in name
             if root_only_impersonation or smb_named:
                 out.append(
                     Finding(
@@ -431,3 +445,39 @@ def lint_paths(directory: Path, main: Path | None) -> list[Finding]:
         if main is None or p.resolve() != main.resolve()
     ]
     return lint(main_pair, snippets)
+
+
+def keytab_findings(keytab: str, principal: str, where: str = "") -> list[Finding]:
+    """The keytab's first entry must be ``principal``: released gssproxy impersonates with it."""
+    from .keytab import KeytabError, read_first_entry
+
+    fix = (
+        f"rewrite the keytab with {principal} first (ktutil: rkt, then wkt in that order), or "
+        "give gssproxy a keytab of its own holding only that principal"
+    )
+    try:
+        first = read_first_entry(keytab)
+    except OSError as exc:
+        msg = f"cannot read the keytab: {exc.strerror}"
+        return [Finding(Rule.KEYTAB_FIRST_ENTRY, Severity.ERROR, keytab, 0, msg, fix)]
+    except KeytabError as exc:
+        return [Finding(Rule.KEYTAB_FIRST_ENTRY, Severity.ERROR, keytab, 0, str(exc), fix)]
+    if first.principal.lower() == principal.lower():
+        return []
+    msg = (
+        f"the first entry is {first.principal}, not {principal}{where}: gssproxy 0.9 "
+        "impersonates with the first entry, so S4U runs as the wrong account"
+    )
+    return [Finding(Rule.KEYTAB_FIRST_ENTRY, Severity.ERROR, keytab, 0, msg, fix)]
+
+
+def keytab_principals(directory: Path, keytab: str) -> list[tuple[str, str]]:
+    """(krb5_principal, file) of impersonating services that use ``keytab``."""
+    out = []
+    for p in sorted(directory.glob("*.conf")):
+        for s in parse(p.read_text(encoding="utf-8")).sections:
+            if f"keytab:{keytab}" in s.values("cred_store") and _bool(s.first("impersonate")):
+                principal = s.first("krb5_principal")
+                if principal:
+                    out.append((principal, str(p)))
+    return out

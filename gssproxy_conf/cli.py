@@ -1,8 +1,9 @@
 """``gssproxy-conf``: argument parsing and output only; the work is in the other modules,
 imported lazily so ``--help`` stays fast.
 
-Exit codes: 0 ok; 1 differences (diff) or findings (check); 2 invalid input;
-3 refused (a file we do not own, or one edited by hand); 4 I/O error.
+Exit codes: 0 ok; 1 differences (diff) or errors (check; warnings too with --strict);
+2 invalid input; 3 refused (a file we do not own, one edited by hand, or a merged gssproxy
+configuration that gssproxy would not start on); 4 I/O error.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .apply import FileState
     from .model import Config
+    from .plan import HostFacts
 
 EXIT_OK, EXIT_DIFF, EXIT_INPUT, EXIT_REFUSED, EXIT_IO = 0, 1, 2, 3, 4
 
@@ -31,9 +33,12 @@ examples:
   gssproxy-conf generate site.yaml -o out/         write them under out/ (out/etc/...)
   gssproxy-conf diff site.yaml                     what apply would change in /
   gssproxy-conf apply site.yaml --dry-run          list the actions only
-  gssproxy-conf ad site.yaml --format ldif         the directory changes
+  gssproxy-conf ad site.yaml --format samba-tool   the directory changes (re-runnable)
+  gssproxy-conf ad c1.yaml c2.yaml --export-command   how to export the current values
+  gssproxy-conf ad c1.yaml c2.yaml --format ldif --current current.ldif   fleet LDIF
   gssproxy-conf check /etc/gssproxy                lint an existing configuration
-exit codes: 0 ok, 1 differences/findings, 2 invalid input, 3 refused, 4 I/O error"""
+exit codes: 0 ok, 1 differences/check errors (--strict: warnings too), 2 invalid input,
+            3 refused (a file not ours, or a set gssproxy would not start on), 4 I/O error"""
 
 
 def _load(path: str) -> Config:
@@ -45,6 +50,19 @@ def _load(path: str) -> Config:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     return config
+
+
+def _host(root: str | None) -> HostFacts:
+    from .plan import HostFacts
+    from .render_systemd import MAIN_KRB5_CONF, includes_snippet_dir
+
+    if root is None:
+        return HostFacts()
+    try:
+        text = (Path(root) / MAIN_KRB5_CONF.relative_to("/")).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    return HostFacts(krb5_includedir=includes_snippet_dir(text))
 
 
 def _report_states(states: list[FileState], dry_run: bool) -> None:
@@ -79,7 +97,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from .diff import unified
     from .plan import build
 
-    states = assess(build(_load(args.file)), Path(args.root))
+    states = assess(build(_load(args.file), _host(args.root)), Path(args.root))
     sys.stdout.write(unified(states))
     return EXIT_OK if all(s.action is Action.UNCHANGED for s in states) else EXIT_DIFF
 
@@ -88,38 +106,102 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .apply import apply
     from .plan import build
 
-    plan = build(_load(args.file))
-    states = apply(plan, Path(args.root), dry_run=args.dry_run, force_edited=args.force_edited)
+    config = _load(args.file)
+    plan = build(config, _host(args.root))
+    trial = None
+    if args.try_gssproxy:
+        from .trial import try_gssproxy
+
+        trial = try_gssproxy
+    states = apply(
+        plan, Path(args.root), dry_run=args.dry_run, force_edited=args.force_edited, trial=trial
+    )
     _report_states(states, args.dry_run)
+    _warn_keytab(config, Path(args.root))
     for note in plan.notes:
         print(f"next: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _warn_keytab(config: Config, root: Path) -> None:
+    """Released gssproxy impersonates with the keytab's first entry: say so if it is wrong."""
+    from .check import keytab_findings
+
+    keytab = root / config.client.keytab.relative_to("/")
+    if keytab.is_file():
+        for f in keytab_findings(str(keytab), config.client_principal):
+            print(f"warning: {f}", file=sys.stderr)
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from .apply import remove
+    from .plan import MANAGED_PATHS, build
+
+    paths = list(MANAGED_PATHS)
+    if args.file:  # the paths that depend on the file (policy, automount map)
+        paths += [f.path for f in build(_load(args.file)).files]
+    states = remove(paths, Path(args.root), dry_run=args.dry_run, force_edited=args.force_edited)
+    _report_states(states, args.dry_run)
+    if not states:
+        print("nothing of gssproxy-conf's to remove", file=sys.stderr)
+    elif not args.dry_run:
+        print("next: systemctl daemon-reload; systemctl reload gssproxy", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_ad(args: argparse.Namespace) -> int:
     import shlex
 
-    from .ad import ldif, powershell, samba_tool
+    from .ad import directory, ldif, powershell, samba_tool
+    from .ad.changes import change_set
+    from .fleet import load_all
 
-    c = _load(args.file)
+    configs = load_all(args.file, _load)
+    cs = change_set(configs)
+    base_dn = configs[0].base_dn
+    if args.export_command:
+        for cmd in directory.export_commands(cs.accounts(), base_dn):
+            print(cmd)
+        return EXIT_OK
+    state = None
+    if args.current:
+        try:
+            text = Path(args.current).read_text(encoding="utf-8")
+        except OSError as exc:
+            from .errors import Code, ConfigError, Location, Problem
+
+            raise ConfigError(
+                [Problem(Code.IO, f"cannot read: {exc.strerror}", Location(args.current, 0))]
+            ) from None
+        state = directory.parse(text, args.current)
     extra = tuple(shlex.split(args.samba_tool_options or ""))
     renderings = {
-        "ldif": lambda: ldif.render(c),
-        "samba-tool": lambda: samba_tool.render(c, extra),
-        "powershell": lambda: powershell.render(c),
+        "ldif": lambda: ldif.render_for(cs, state, base_dn),
+        "samba-tool": lambda: samba_tool.render(cs, extra),
+        "powershell": lambda: powershell.render(cs),
     }
-    chosen = list(renderings) if args.format == "all" else [args.format]
+    if args.format != "all":
+        chosen = [args.format]
+    else:
+        chosen = [n for n in renderings if n != "ldif" or state is not None]
+        if state is None:
+            print(
+                "gssproxy-conf: no LDIF without --current EXPORT (the directory's current "
+                "values); see --export-command",
+                file=sys.stderr,
+            )
     if args.dry_run:
         print("(--dry-run: ad only prints; it never changes the directory)", file=sys.stderr)
-    for i, name in enumerate(chosen):
+    texts = [(name, renderings[name]()) for name in chosen]  # all or nothing on errors
+    for i, (name, text) in enumerate(texts):
         if len(chosen) > 1:
             print(("\n" if i else "") + f"#### {name}")
-        sys.stdout.write(renderings[name]())
+        sys.stdout.write(text)
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import Severity, lint_paths
+    from .check import Severity, keytab_findings, keytab_principals, lint_paths
 
     directory = Path(args.directory)
     main = (
@@ -131,6 +213,24 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"gssproxy-conf: {directory}: not a directory", file=sys.stderr)
         return EXIT_INPUT
     findings = lint_paths(directory, main)
+    if args.keytab:
+        wanted = (
+            [(args.principal, "")]
+            if args.principal
+            else [
+                (p, f" (krb5_principal in {f})")
+                for p, f in keytab_principals(directory, args.keytab)
+            ]
+        )
+        if not wanted:
+            print(
+                f"gssproxy-conf: no impersonating service with keytab:{args.keytab} names its "
+                "krb5_principal; give --principal",
+                file=sys.stderr,
+            )
+            return EXIT_INPUT
+        for principal, where in dict.fromkeys(wanted):
+            findings += keytab_findings(args.keytab, principal, where)
     for f in findings:
         print(f)
     if not findings:
@@ -138,7 +238,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     errors = sum(f.severity is Severity.ERROR for f in findings)
     if findings:
         print(f"{errors} error(s), {len(findings) - errors} warning(s)", file=sys.stderr)
-    return EXIT_DIFF if findings else EXIT_OK
+    return EXIT_DIFF if errors or (findings and args.strict) else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,10 +276,48 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="overwrite our files even if they were edited by hand",
     )
+    a.add_argument(
+        "--try-gssproxy",
+        action="store_true",
+        help="also start a throwaway gssproxy (private mount namespace) on the merged set "
+        "before writing; refuse if it does not start",
+    )
     a.set_defaults(func=cmd_apply)
 
-    ad = sub.add_parser("ad", help="print the directory changes (LDIF, samba-tool, PowerShell)")
-    ad.add_argument("file")
+    r = sub.add_parser(
+        "remove", help="take out exactly the files gssproxy-conf wrote (marker and hash intact)"
+    )
+    r.add_argument(
+        "file",
+        nargs="?",
+        help="the YAML description, for the paths it chose (helper policy, automount map); "
+        "without it only the fixed paths",
+    )
+    r.add_argument("--root", default="/", metavar="DIR", help="under DIR instead of /")
+    r.add_argument("--dry-run", action="store_true", help="list the files, remove nothing")
+    r.add_argument(
+        "--force-edited", action="store_true", help="also remove our files edited by hand"
+    )
+    r.set_defaults(func=cmd_remove)
+
+    ad = sub.add_parser(
+        "ad",
+        help="print the directory changes (LDIF, samba-tool, PowerShell) for one client or a "
+        "fleet (several files: one change set)",
+    )
+    ad.add_argument(
+        "file", nargs="+", help="one YAML description per client, or a fleet file listing them"
+    )
+    ad.add_argument(
+        "--current",
+        metavar="EXPORT",
+        help="LDIF export of the accounts' current values (needed for --format ldif)",
+    )
+    ad.add_argument(
+        "--export-command",
+        action="store_true",
+        help="print the ldbsearch/ldapsearch command that makes the export, and exit",
+    )
     ad.add_argument("--format", choices=["ldif", "samba-tool", "powershell", "all"], default="all")
     ad.add_argument(
         "--samba-tool-options",
@@ -194,6 +332,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--main", metavar="FILE", help="the main file (default: DIRECTORY/gssproxy.conf if present)"
     )
+    c.add_argument(
+        "--keytab",
+        metavar="FILE",
+        help="also check that FILE's first entry is the client principal (gssproxy 0.9 "
+        "impersonates with the first entry)",
+    )
+    c.add_argument(
+        "--principal",
+        metavar="NAME",
+        help="with --keytab: the principal expected first (default: the krb5_principal of the "
+        "impersonating services that use FILE)",
+    )
+    c.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     c.add_argument("--dry-run", action="store_true", help="accepted; check never writes")
     c.set_defaults(func=cmd_check)
     return p

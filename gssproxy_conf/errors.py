@@ -18,9 +18,11 @@ class Code(enum.Enum):
     CONFLICT = "E-CONFLICT"
     NOT_OWNED = "E-NOT-OWNED"
     EDITED = "E-EDITED"
+    GSSPROXY_SET = "E-GSSPROXY-SET"  # the merged /etc/gssproxy would not start
     IO = "E-IO"
     # warnings: the input is valid and is rendered, but part of it cannot work as written
     BELOW_MIN_UID = "W-MIN-UID"
+    DEPRECATED = "W-DEPRECATED"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class ConfigError(GssproxyConfError):
 
 class OwnershipError(GssproxyConfError):
     """A target exists that we did not write (or that was edited since): not touched."""
+
+
+class MergeConflict(OwnershipError):
+    """Our files plus the ones already there make a set gssproxy refuses: not written."""
 
 
 class WriteError(GssproxyConfError):

@@ -8,12 +8,14 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-DEFAULT_HELPER = PurePosixPath("/opt/cifs-upcall/bin/cifs-upcall")
+from .packaged import HELPER_PATH
+
+DEFAULT_HELPER = HELPER_PATH
 DEFAULT_POLICY = PurePosixPath("/etc/cifs-upcall/policy.yaml")
 DEFAULT_SMB_SOCKET = PurePosixPath("/run/gssproxy/cifs/cifs.sock")
-# userAccountControl values of freshly joined accounts; LDIF can only replace the whole value
-UAC_WORKSTATION_TRUST_ACCOUNT = 0x1000
-UAC_NORMAL_ACCOUNT = 0x200
+# AD's "Protected Users" as host NSS spells it: as created (winbind) and lower-cased (sssd)
+PROTECTED_USERS_GROUPS = ("Protected Users", "protected users")
+DEFAULT_RBCD_GROUP = "cifs-upcall-clients"
 
 
 class Delegation(enum.Enum):
@@ -74,6 +76,8 @@ class Nfs:
     # None = gssproxy's default socket, the one rpc.gssd connects to
     socket: PurePosixPath | None = None
     servers: tuple[str, ...] = ()  # only for AD delegation (nfs/<host>) when impersonating
+    # NFS is opt-in: without ``enable: true`` the schema leaves ``Config.nfs`` None
+    enable: bool = True
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,8 @@ class Ad:
     kdc: KdcFlavor = KdcFlavor.SAMBA
     # host -> sAMAccountName of the file server's computer object (default: FS1$ for fs1.x.y)
     server_accounts: tuple[tuple[str, str], ...] = ()
-    extra_rbcd_sids: tuple[str, ...] = ()  # other clients that must stay in the RBCD descriptor
-    # sAMAccountName -> current userAccountControl (LDIF replaces the whole value)
-    account_uac: tuple[tuple[str, int], ...] = ()
+    # RBCD through this group: the descriptor names it, each client is a member
+    rbcd_group: str | None = None
     # sAMAccountName -> DN, for objects outside the default containers (e.g. a DC's account
     # in OU=Domain Controllers)
     dns: tuple[tuple[str, str], ...] = ()
@@ -136,6 +139,9 @@ class Config:
     automount: Automount | None = None
     helper: Helper = field(default_factory=Helper)
     ad: Ad = field(default_factory=Ad)
+    # krb5 auth_to_local_names for local_users: changes who may log in as whom over GSSAPI
+    auth_to_local_names: bool = False
+    deny_groups: tuple[str, ...] = ()  # never impersonated (helper policy)
 
     @property
     def client_principal(self) -> str:
@@ -160,7 +166,3 @@ class Config:
     def dn_of(self, account: str, container: str) -> str:
         mapped = dict(self.ad.dns).get(account)
         return mapped or f"CN={account.removesuffix('$')},{container},{self.base_dn}"
-
-    def account_uac(self, account: str) -> int:
-        default = UAC_WORKSTATION_TRUST_ACCOUNT if account.endswith("$") else UAC_NORMAL_ACCOUNT
-        return dict(self.ad.account_uac).get(account, default)

@@ -12,6 +12,7 @@ from . import (
     render_krb5,
     render_policy,
     render_requestkey,
+    render_systemd,
     render_tmpfiles,
 )
 from .errors import Code, ConfigError, Problem
@@ -24,11 +25,14 @@ from .rendered import Kind, Rendered
 MANAGED_PATHS = (
     render_gssproxy.SMB_FILE,
     render_gssproxy.NFS_FILE,
+    render_gssproxy.LEGACY_NFS_FILE,
     render_gssproxy.PROTECTED_FILE,
     render_krb5.KRB5_FILE,
     render_requestkey.REQUEST_KEY_FILE,
+    render_requestkey.LEGACY_REQUEST_KEY_FILE,
     render_tmpfiles.TMPFILES_FILE,
     render_autofs.AUTO_MASTER_FILE,
+    render_systemd.DROPIN_FILE,
 )
 
 
@@ -49,14 +53,25 @@ class Plan:
         return next((f for f in self.files if f.path == PurePosixPath(path)), None)
 
 
-def rendered(c: Config) -> list[Rendered]:
+@dataclass(frozen=True)
+class HostFacts:
+    """What the target system decides about the rendering (read by the CLI, not here)."""
+
+    # /etc/krb5.conf reads /etc/krb5.conf.d/ (Debian 12's default file does not)
+    krb5_includedir: bool = False
+
+
+def rendered(c: Config, host: HostFacts | None = None) -> list[Rendered]:
+    host = host or HostFacts()
+    krb5 = render_krb5.render(c)
     return [
         *render_gssproxy.render(c),
-        *render_krb5.render(c),
+        *krb5,
         *render_requestkey.render(c),
         *render_policy.render(c),
         *render_autofs.render(c),
         *render_tmpfiles.render(c),
+        *render_systemd.render(c, host.krb5_includedir, bool(krb5)),
     ]
 
 
@@ -68,6 +83,8 @@ def _notes(c: Config, files: list[Rendered]) -> list[str]:
             f"create the socket directories now: systemd-tmpfiles --create "
             f"{render_tmpfiles.TMPFILES_FILE}"
         )
+    if Kind.SYSTEMD in kinds:
+        notes.append("systemctl daemon-reload (the gssproxy.service drop-in changed)")
     notes.append(
         "reload gssproxy: systemctl reload gssproxy (a reload that cannot bind a new "
         "socket stops the daemon; check its log)"
@@ -84,8 +101,8 @@ def _notes(c: Config, files: list[Rendered]) -> list[str]:
     return notes
 
 
-def build(c: Config) -> Plan:
-    files = rendered(c)
+def build(c: Config, host: HostFacts | None = None) -> Plan:
+    files = rendered(c, host)
     seen: dict[PurePosixPath, Kind] = {}
     problems = []
     for f in files:

@@ -19,11 +19,14 @@ GSSPROXY_DIR = PurePosixPath("/etc/gssproxy")
 CLIENTS_DIR = PurePosixPath("/var/lib/gssproxy/clients")
 
 SMB_SERVICE = "cifs-upcall-smb"
-NFS_SERVICE = "nfs-client"
+# prefixed: a distribution's [service/nfs-client] (RHEL 9's 99-nfs-client.conf) must not be
+# shadowed by ours, nor ours by theirs (the first file with a section name wins)
+NFS_SERVICE = "cifs-upcall-nfs-client"
 PROTECTED_PREFIX = "cifs-upcall-protected-"
 
 SMB_FILE = GSSPROXY_DIR / "50-cifs-upcall-smb.conf"
-NFS_FILE = GSSPROXY_DIR / "50-nfs-client.conf"
+NFS_FILE = GSSPROXY_DIR / "50-cifs-upcall-nfs.conf"
+LEGACY_NFS_FILE = GSSPROXY_DIR / "50-nfs-client.conf"  # our name before; removed if marked
 PROTECTED_FILE = GSSPROXY_DIR / "51-cifs-upcall-protected.conf"
 
 

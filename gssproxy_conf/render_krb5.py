@@ -32,7 +32,9 @@ def render(c: Config) -> list[Rendered]:
     lines = ["# Needs 'includedir /etc/krb5.conf.d/' in /etc/krb5.conf."]
     if wants_forwardable(c):
         lines += ["[libdefaults]", "    forwardable = true"]
-    mapping = name_map(c)
+    # opt-in: auth_to_local_names also decides which local account a GSSAPI login (ssh) as
+    # that principal may use
+    mapping = name_map(c) if c.auth_to_local_names else {}
     if mapping:
         lines.append("[realms]")
         for realm, pairs in mapping.items():

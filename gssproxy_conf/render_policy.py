@@ -6,6 +6,7 @@ Shape rendered::
     version: 1
     defaults: {mode, min_uid, deadline}
     deny_users: [root, <protected users>]     # never impersonated
+    deny_groups: [<deny_groups>]              # members never impersonated (host NSS groups)
     principal_map: {local account: principal}
     rules:                                    # first match wins
       - {match: {servers, realm, users, uids}, mode, socket, proxy: own-keytab}  # per protected
@@ -74,6 +75,7 @@ def policy_data(c: Config) -> dict[str, Any]:
             "deadline": c.smb.deadline,
         },
         "deny_users": ["root", *(u.name for u in c.protected_users)],
+        **({"deny_groups": list(c.deny_groups)} if c.deny_groups else {}),
         "principal_map": {u.name: u.principal for u in c.local_users},
         "rules": rules,
     }

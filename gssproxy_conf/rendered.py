@@ -16,6 +16,7 @@ class Kind(enum.Enum):
     AUTOFS_MAP = "autofs map"
     AUTOFS_MASTER = "autofs master entry"
     TMPFILES = "tmpfiles.d rule"
+    SYSTEMD = "systemd drop-in"
 
 
 @dataclass(frozen=True)

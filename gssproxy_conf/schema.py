@@ -7,6 +7,7 @@ is not a uid.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 from collections.abc import Callable
@@ -223,13 +224,15 @@ def _smb(node: YNode, problems: list[Problem]) -> m.Smb:
     )
 
 
-def _nfs(node: YNode, problems: list[Problem]) -> m.Nfs:
-    s = _Section(node, "nfs", {"impersonate", "socket", "servers"}, problems)
-    return m.Nfs(
+def _nfs(node: YNode, problems: list[Problem]) -> m.Nfs | None:
+    s = _Section(node, "nfs", {"enable", "impersonate", "socket", "servers"}, problems)
+    nfs = m.Nfs(
         impersonate=s.get("impersonate", _bool, False),
         socket=s.get("socket", _path(v.socket_path), None),
         servers=s.get("servers", _list(_checked(v.hostname)), ()),
     )
+    # opt-in: an NFS client service next to a distribution's own can stop gssproxy
+    return nfs if s.get("enable", _bool, False) else None
 
 
 def _protected(node: YNode, where: str, problems: list[Problem]) -> m.ProtectedUser:
@@ -315,18 +318,23 @@ def _ad(node: YNode, problems: list[Problem]) -> m.Ad:
             "server_accounts",
             "extra_rbcd_sids",
             "account_uac",
+            "rbcd_group",
             "dns",
         },
         problems,
     )
+    # accepted for old files, ignored: the AD renderings now read the current values
+    ignored_sids: tuple[str, ...] = ()
+    ignored_uacs: tuple[tuple[str, int], ...] = ()
+    s.get("extra_rbcd_sids", _list(_checked(v.sid)), ignored_sids)
+    s.get("account_uac", _pairs(v.login, _int_in(0, 2**32 - 1)), ignored_uacs)
     return m.Ad(
         base_dn=s.get("base_dn", _checked(v.dn), None),
         computers=s.get("computers", _checked(v.dn), "CN=Computers"),
         users=s.get("users", _checked(v.dn), "CN=Users"),
         kdc=s.get("kdc", _enum(m.KdcFlavor), m.KdcFlavor.SAMBA),
         server_accounts=s.get("server_accounts", _pairs(v.hostname, _checked(_account)), ()),
-        extra_rbcd_sids=s.get("extra_rbcd_sids", _list(_checked(v.sid)), ()),
-        account_uac=s.get("account_uac", _pairs(v.login, _int_in(0, 2**32 - 1)), ()),
+        rbcd_group=s.get("rbcd_group", _checked(v.group_name), None),
         dns=s.get("dns", _pairs(v.login, _checked(v.dn)), ()),
     )
 
@@ -359,6 +367,8 @@ TOP_KEYS = {
     "automount",
     "helper",
     "ad",
+    "auth_to_local_names",
+    "deny_groups",
 }
 
 
@@ -392,6 +402,16 @@ def build(root: YNode, warnings: list[Problem] | None = None) -> m.Config:
         automount=section("automount", _automount),
         helper=section("helper", _helper) or m.Helper(),
         ad=section("ad", _ad) or m.Ad(),
+        auth_to_local_names=top.get("auth_to_local_names", _bool, False),
+    )
+    ad_kdc = config.ad.kdc
+    config = dataclasses.replace(
+        config,
+        deny_groups=top.get(
+            "deny_groups",
+            _list(_checked(v.group_name)),
+            m.PROTECTED_USERS_GROUPS if ad_kdc is m.KdcFlavor.SAMBA else (),
+        ),
     )
     if not problems:
         problems.extend(_cross_checks(config, top))
@@ -444,13 +464,6 @@ def _cross_checks(c: m.Config, top: _Section) -> list[Problem]:
             "(without impersonation there is no SMB proxy service)",
             "smb",
             "policy",
-        )
-    if c.delegation is m.Delegation.RBCD and c.client.sid is None:
-        bad(
-            Code.MISSING_KEY,
-            "delegation rbcd needs client.sid: the security descriptor "
-            "names the client by SID (samba-tool user show 'NAME$' --attributes=objectSid)",
-            "delegation",
         )
     sockets: dict[PurePosixPath, tuple[str | int, ...]] = {c.smb.socket: ("smb", "socket")}
     root_dirs = {c.smb.socket.parent} | {c.protected_socket(u).parent for u in c.protected_users}
@@ -535,6 +548,10 @@ def _cross_checks(c: m.Config, top: _Section) -> list[Problem]:
                 "automount",
                 "map",
             )
+    if c.helper.args:
+        err = helper_argument_errors(c)
+        if err:
+            bad(Code.BAD_VALUE, f"helper.args: cifs-upcall refuses them: {err}", "helper", "args")
     known_hosts = set(c.smb.servers) | set(c.nfs.servers if c.nfs else ())
     for host, _ in c.ad.server_accounts:
         if host not in known_hosts:
@@ -548,9 +565,30 @@ def _cross_checks(c: m.Config, top: _Section) -> list[Problem]:
     return out
 
 
+def helper_argument_errors(c: m.Config) -> str | None:
+    """The helper's own parser decides (the generator may import the helper, not the reverse)."""
+    from upcall.cli import argument_errors
+
+    from .render_requestkey import arguments
+
+    return argument_errors([*arguments(c), "%k"])
+
+
 def _warnings(c: m.Config, top: _Section) -> list[Problem]:
     """Valid input that the helper will not act on as the author probably expects."""
     out: list[Problem] = []
+    ad = top.node("ad")
+    if isinstance(ad, YMap):
+        for key in ("account_uac", "extra_rbcd_sids"):
+            if key in ad.entries:
+                out.append(
+                    Problem(
+                        Code.DEPRECATED,
+                        f"ad.{key} is ignored: the LDIF is rendered from the directory's current "
+                        "values (gssproxy-conf ad --current EXPORT), the other renderings add",
+                        ad.entries[key][0],
+                    )
+                )
     for i, u in enumerate(c.local_users):
         if c.smb.impersonate and u.uid < c.smb.min_uid:
             out.append(

@@ -13,7 +13,9 @@ import yaml
 from .model import Config
 
 # tuple-of-pairs fields that are mappings in YAML
-_PAIR_FIELDS = {"shares", "server_accounts", "account_uac", "dns"}
+_PAIR_FIELDS = {"shares", "server_accounts", "dns"}
+# fields whose schema default depends on other fields (deny_groups on ad.kdc): always written
+_ALWAYS = {"deny_groups", "enable"}
 
 
 def _value(name: str, v: Any) -> Any:
@@ -34,6 +36,9 @@ def to_data(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(obj):
         v = getattr(obj, f.name)
+        if f.name in _ALWAYS:
+            out[f.name] = _value(f.name, v)
+            continue
         if f.default is not MISSING and v == f.default:
             continue
         if f.default_factory is not MISSING and v == f.default_factory():

@@ -141,3 +141,11 @@ def request_key_word(value: str) -> str | None:
     if not value or any(c.isspace() for c in value) or value.startswith("#"):
         return f"{value!r} cannot be used in a request-key line (no spaces, no leading #)"
     return None
+
+
+def group_name(value: str) -> str | None:
+    # AD group names may hold spaces ("Protected Users"); not characters AD refuses in a
+    # sAMAccountName, nor quotes (the PowerShell and shell renderings quote names)
+    if not value or value != value.strip() or any(c in value for c in "\0\n\r,\"'/\\[]:;|=+*?<>"):
+        return f"{value!r} is not a usable group name"
+    return None

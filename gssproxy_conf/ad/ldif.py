@@ -1,69 +1,175 @@
-"""LDIF for ``ldapmodify``/``ldbmodify``. Also a small parser for the same subset, used by
-tests to check that what we write reads back to the same changes."""
+"""LDIF for ``ldbmodify``/``ldapmodify``, rendered against an export of the directory's current
+values (``directory``): it sets only the missing userAccountControl bits (the replace carries
+the current value OR the bits), adds only missing values, and merges the RBCD descriptor with
+the current one. Applied twice it changes nothing the second time; with the permissive-modify
+control (``PERMISSIVE_MODIFY``) an add of a value that is already there is not an error, so
+the same file can be applied again and exits 0.
+
+Also a small parser for the same subset, used by tests to read back what we write.
+"""
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
 
-from ..model import Config
+from ..errors import Code, ConfigError, Problem
 from . import security_descriptor as sd
-from .changes import SetAllowedToDelegateTo, SetRbcd, SetUacFlag, plan
+from .changes import (
+    AddDelegateTo,
+    AddMember,
+    AddRbcdTrustee,
+    ChangeSet,
+    EnsureGroup,
+    SetUacBits,
+)
+from .directory import RBCD_ATTR, Directory, Entry, export_commands
 
-RBCD_ATTR = "msDS-AllowedToActOnBehalfOfOtherIdentity"
+PERMISSIVE_MODIFY = "1.2.840.113556.1.4.1413"  # LDAP_SERVER_PERMISSIVE_MODIFY_OID
+APPLY_HINT = (
+    "# Apply with: ldbmodify --controls=permissive_modify:0 "
+    "-H /var/lib/samba/private/sam.ldb FILE\n"
+    f"#         or: ldapmodify -Y GSSAPI -H ldap://DC -e {PERMISSIVE_MODIFY} -f FILE\n"
+)
 
 
-def _record(dn: str, attr: str, values: list[str], comment: list[str]) -> str:
+def _record(dn: str, op: str, attr: str, values: list[str], comment: list[str]) -> str:
     lines = [f"# {c}" for c in comment]
-    lines += [f"dn: {dn}", "changetype: modify", f"replace: {attr}"]
-    lines += [f"{attr}: {v}" if not v.startswith(":") else f"{attr}:{v}" for v in values]
+    lines += [f"dn: {dn}", "changetype: modify", f"{op}: {attr}"]
+    lines += [f"{attr}:{v}" if v.startswith(":") else f"{attr}: {v}" for v in values]
     lines.append("-")
     return "\n".join(lines) + "\n"
 
 
-def render(c: Config) -> str:
+def _missing(cs: ChangeSet, state: Directory) -> list[Problem]:
+    groups = {ch.name for ch in cs.changes if isinstance(ch, EnsureGroup)}
+    out = []
+    for account in cs.accounts():
+        if state.get(account) is not None:
+            continue
+        msg = f"{account} is not in the export"
+        if account in groups:  # its SID goes into the descriptors, so it must exist first
+            msg += (
+                f": create the group first (samba-tool group add {account}, or the samba-tool "
+                "or PowerShell rendering), then export again"
+            )
+        out.append(Problem(Code.MISSING_KEY, msg))
+    return out
+
+
+def render(cs: ChangeSet, state: Directory, base_dn: str) -> str:
+    """The records that take ``state`` to ``state`` + ``cs``; raise ConfigError if the export
+    lacks an account the change set needs."""
+    problems = _missing(cs, state)
+    if problems:
+        cmds = export_commands(cs.accounts(), base_dn)
+        problems.append(
+            Problem(Code.MISSING_KEY, "export every account first, e.g.: " + " | or: ".join(cmds))
+        )
+        raise ConfigError(problems)
     out = [
-        f"# Directory changes for {c.client_principal} ({c.delegation.value}).\n"
-        "# DNs assume CN = account name; check with: "
-        "ldbsearch -H <sam.ldb|ldap://dc> '(sAMAccountName=NAME)' dn\n",
+        f"# Directory changes for {', '.join(cs.clients)}, against the exported current values.\n"
+        + APPLY_HINT,
     ]
-    for ch in plan(c):
-        if isinstance(ch, SetUacFlag):
+    uac: dict[str, int] = {}  # account -> value after the records so far
+    for ch in cs.changes:
+        if isinstance(ch, SetUacBits):
+            e = _entry(state, ch.account)
+            before = uac.get(e.account.lower(), e.uac if e.uac is not None else 0)
+            if before & ch.bits == ch.bits:
+                continue
+            after = before | ch.bits
+            uac[e.account.lower()] = after
             out.append(
                 _record(
-                    ch.dn,
+                    e.dn,
+                    "replace",
                     "userAccountControl",
-                    [str(ch.new_uac)],
+                    [str(after)],
                     [
-                        f"{ch.account}: {ch.why.value}: flag 0x{ch.flag:08x}.",
-                        f"LDIF replaces the whole value: assumes the current one is {ch.base_uac} "
-                        f"(0x{ch.base_uac:x}); set ad.account_uac if not.",
+                        f"{e.account}: {ch.why.value}: set bit 0x{ch.bits:08x}, keep the others "
+                        f"({before} -> {after})."
                     ],
                 )
             )
-        elif isinstance(ch, SetAllowedToDelegateTo):
-            out.append(
-                _record(
-                    ch.dn,
-                    "msDS-AllowedToDelegateTo",
-                    list(ch.spns),
-                    [f"{ch.account} may delegate to exactly these services (replaces the list)."],
+        elif isinstance(ch, AddDelegateTo):
+            e = _entry(state, ch.account)
+            have = {s.lower() for s in e.delegate_to}
+            new = [s for s in ch.spns if s.lower() not in have]
+            if new:
+                out.append(
+                    _record(
+                        e.dn,
+                        "add",
+                        "msDS-AllowedToDelegateTo",
+                        new,
+                        [f"{e.account} may also delegate to these services (added)."],
+                    )
                 )
-            )
-        elif isinstance(ch, SetRbcd):
-            blob = base64.b64encode(sd.encode(ch.descriptor)).decode()
+        elif isinstance(ch, EnsureGroup):
+            continue  # _missing made sure it exists (its SID goes into the descriptors)
+        elif isinstance(ch, AddMember):
+            g, m = _entry(state, ch.group), _entry(state, ch.member)
+            if not g.has_member(m.dn):
+                out.append(
+                    _record(
+                        g.dn,
+                        "add",
+                        "member",
+                        [m.dn],
+                        [f"{m.account} joins {g.account}, the group the file servers trust."],
+                    )
+                )
+        elif isinstance(ch, AddRbcdTrustee):
+            e, t = _entry(state, ch.account), _entry(state, ch.trustee)
+            sid = t.sid or ch.trustee_sid
+            if sid is None:
+                raise ConfigError(
+                    [Problem(Code.MISSING_KEY, f"the export has no objectSid for {t.account}")]
+                )
+            merged = sd.with_trustee(e.rbcd, sid)
+            if merged is None:
+                continue
+            blob = base64.b64encode(sd.encode(merged)).decode()
+            kept = len(e.rbcd.dacl) if e.rbcd else 0
             out.append(
                 _record(
-                    ch.dn,
+                    e.dn,
+                    "replace",
                     RBCD_ATTR,
                     [f": {blob}"],
                     [
-                        f"{ch.host}: accept delegated tickets from {ch.client_account} (RBCD).",
-                        f"SDDL: {sd.to_sddl(ch.descriptor)}",
+                        f"{', '.join(ch.hosts)}: accept delegated tickets from {t.account} (RBCD); "
+                        f"the current descriptor's {kept} ACE(s) are kept.",
+                        f"SDDL: {sd.to_sddl(merged)}",
                     ],
                 )
             )
+    if len(out) == 1:
+        out.append("# Nothing to change: the directory already has all of it.\n")
     return "\n".join(out)
+
+
+def _entry(state: Directory, account: str) -> Entry:
+    e = state.get(account)
+    assert e is not None  # _missing checked every account
+    return e
+
+
+def render_for(cs: ChangeSet, state: Directory | None, base_dn: str) -> str:
+    if state is None:
+        cmds = export_commands(cs.accounts(), base_dn)
+        raise ConfigError(
+            [
+                Problem(
+                    Code.MISSING_KEY,
+                    "the LDIF rendering needs the directory's current values (--current "
+                    "EXPORT): LDIF cannot set one bit of userAccountControl or add one ACE to a "
+                    "descriptor. Export them with: " + " | or: ".join(cmds),
+                )
+            ]
+        )
+    return render(cs, state, base_dn)
 
 
 @dataclass(frozen=True)
@@ -75,7 +181,7 @@ class Modify:
 
 
 def parse(text: str) -> list[Modify]:
-    """The subset we write: one ``replace`` per record, values plain or ``::`` base64."""
+    """The subset we write: one operation per record, values plain or ``::`` base64."""
     out: list[Modify] = []
     dn = op = attr = ""
     values: list[bytes] = []

@@ -158,3 +158,52 @@ def to_sddl(sd: Descriptor) -> str:
 def rbcd(sids: list[str] | tuple[str, ...]) -> Descriptor:
     """The descriptor AD tools write: owner BUILTIN\\Administrators, one allow ACE per SID."""
     return Descriptor(WELL_KNOWN["BA"], tuple(Ace(s) for s in dict.fromkeys(sids)))
+
+
+_ACE_RE = re.compile(r"\(([^()]*)\)")
+
+
+def _rights_mask(text: str) -> int:
+    if text.lower().startswith("0x"):
+        return int(text, 16)
+    if len(text) % 2:
+        raise DescriptorError(f"rights {text!r}")
+    mask = 0
+    for i in range(0, len(text), 2):
+        bit = RIGHTS.get(text[i : i + 2])
+        if bit is None:
+            raise DescriptorError(f"right {text[i : i + 2]!r} is not one an RBCD grant uses")
+        mask |= bit
+    return mask
+
+
+def _sid_of(text: str) -> str:
+    if text in WELL_KNOWN:
+        return WELL_KNOWN[text]
+    if not _SID_RE.match(text):
+        raise DescriptorError(f"SID {text!r} is not one this reader knows")
+    return text
+
+
+def from_sddl(text: str) -> Descriptor:
+    """The SDDL that Samba prints for RBCD descriptors: ``O:<sid>D:(A;;<rights>;;;<sid>)...``.
+    Anything else (a group, DACL flags, other ACE types) is refused rather than dropped."""
+    m = re.fullmatch(r"O:([^:()]+?)D:((?:\([^()]*\))*)", text.strip())
+    if not m:
+        raise DescriptorError(f"SDDL {text!r} is not an owner plus a plain DACL")
+    aces = []
+    for fields in _ACE_RE.findall(m.group(2)):
+        parts = fields.split(";")
+        if len(parts) != 6 or parts[0] != "A" or any(parts[i] for i in (1, 3, 4)):
+            raise DescriptorError(f"ACE ({fields}) is not a plain allow ACE")
+        aces.append(Ace(_sid_of(parts[5]), _rights_mask(parts[2])))
+    return Descriptor(_sid_of(m.group(1)), tuple(aces))
+
+
+def with_trustee(current: Descriptor | None, sid: str) -> Descriptor | None:
+    """``current`` plus an allow ACE for ``sid``; None when it already allows ``sid``."""
+    if current is None:
+        return rbcd([sid])
+    if any(a.sid == sid and a.type == ACCESS_ALLOWED_ACE_TYPE for a in current.dacl):
+        return None
+    return Descriptor(current.owner, (*current.dacl, Ace(sid)))

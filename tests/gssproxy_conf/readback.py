@@ -145,11 +145,11 @@ def readback(p: Plan, policy_path: PurePosixPath) -> dict[str, Any]:
         {"name": n, "uid": int(u), "principal": pol["principal_map"][n]}
         for n, u in zip(mapped["users"], mapped["uids"], strict=True)
     ]
-    rk = _body(p, "/etc/request-key.d/cifs.spnego.conf")
+    rk = _body(p, "/etc/request-key.d/cifs-upcall.conf")
     assert rk is not None
     [line] = [ln for ln in rk.splitlines() if ln and not ln.startswith("#")]
     words = line.split()
-    assert words[:4] == ["create", "cifs.spnego", "*", "*"]
+    assert words[:4] == ["create", "cifs.spnego", "ver=0x2;*", "*"]
     out["helper"] = words[4:]
     master = _body(p, "/etc/auto.master.d/cifs-upcall.autofs")
     if master is None:

@@ -91,10 +91,14 @@ def configs(draw: st.DrawFn) -> m.Config:
         draw(abspath),
         PurePosixPath("/etc/cifs-upcall/p.yaml"),
         draw(st.none() | abspath),
-        tuple(draw(st.lists(st.sampled_from(["-v", "--trace", "-t"])))),
+        tuple(draw(st.lists(st.sampled_from(["-d", "--trust-dns", "-t", "-l"])))),
     )
     ad = m.Ad(
         kdc=draw(st.sampled_from(list(m.KdcFlavor))),
-        extra_rbcd_sids=tuple(draw(st.lists(sid, max_size=2, unique=True))),
+        rbcd_group=draw(st.none() | st.sampled_from(["cifs-upcall-clients", "RBCD Clients"])),
     )
-    return m.Config(rlm, client, smb, delegation, nfs, protected, local, automount, helper, ad)
+    return m.Config(
+        rlm, client, smb, delegation, nfs, protected, local, automount, helper, ad,
+        auth_to_local_names=draw(st.booleans()),
+        deny_groups=tuple(draw(st.lists(st.sampled_from(["Protected Users", "g1"]), unique=True))),
+    )  # fmt: skip

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from gssproxy_conf import cli, plan
+from gssproxy_conf import cli, plan, schema
 from gssproxy_conf.apply import apply
 from gssproxy_conf.check import Rule, Severity, lint, lint_paths
+
+from .conftest import DATA
 
 MAIN = ("gssproxy.conf", "[gssproxy]\n")
 GOOD_SVC = """\
@@ -137,3 +141,73 @@ def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"{tmp_path}/50-a.conf:2: error GP003" in out and "fix: write exactly" in out
     (tmp_path / "50-a.conf").write_text(GOOD_SVC)
     assert cli.main(["check", str(tmp_path)]) == cli.EXIT_OK
+
+
+def test_native_program_is_a_warning_and_exit_0_unless_strict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "gssproxy.conf").write_text("[gssproxy]\n")
+    (tmp_path / "50-a.conf").write_text(GOOD_SVC + "  program = /usr/sbin/rpc.gssd\n")
+    [f] = lint(MAIN, [("50-a.conf", (tmp_path / "50-a.conf").read_text())])
+    assert (f.rule, f.severity) == (Rule.PROGRAM, Severity.WARNING)
+    assert "interpreter" not in f.message and "realpath" in f.message
+    assert cli.main(["check", str(tmp_path)]) == cli.EXIT_OK
+    assert cli.main(["check", str(tmp_path), "--strict"]) == cli.EXIT_DIFF
+    assert "0 error(s), 1 warning(s)" in capsys.readouterr().err
+
+
+def _keytab(path: Path, *principals: str) -> Path:
+    """A real MIT keytab, entries in this order. ktutil reads passwords from a terminal only,
+    hence script(1) and a pause before each answer."""
+    steps = "".join(
+        f"printf '%s\\n' 'addent -password -p {p} -k 3 -e aes256-cts-hmac-sha1-96'; sleep 0.3; "
+        "printf 'pw\\n'; sleep 0.3; "
+        for p in principals
+    )
+    script = f"({steps}printf 'wkt {path}\\nquit\\n') | script -qc ktutil /dev/null"
+    subprocess.run(["sh", "-c", script], check=True, capture_output=True, timeout=30)
+    assert path.exists()
+    return path
+
+
+@pytest.mark.skipif(not shutil.which("ktutil") or not shutil.which("script"), reason="no ktutil")
+def test_keytab_first_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gssproxy_conf.keytab import read_first_entry
+
+    good = _keytab(
+        tmp_path / "good.keytab", "FS-CLIENT1$@EXAMPLE.COM", "host/fs-client1@EXAMPLE.COM"
+    )
+    bad = _keytab(tmp_path / "bad.keytab", "host/fs-client1@EXAMPLE.COM", "FS-CLIENT1$@EXAMPLE.COM")
+    first = read_first_entry(str(good))
+    assert (first.principal, first.kvno, first.enctype) == ("FS-CLIENT1$@EXAMPLE.COM", 3, 18)
+    assert read_first_entry(str(bad)).principal == "host/fs-client1@EXAMPLE.COM"
+    # the generated SMB service names the principal it expects (krb5_principal)
+    text = (DATA / "example.yaml").read_text()
+    root = tmp_path / "root"
+    for kt in (good, bad):
+        c = schema.load(text.replace("/etc/krb5.keytab", str(kt)))
+        apply(plan.build(c), root, force_edited=True)
+        rc = cli.main(["check", str(root / "etc/gssproxy"), "--keytab", str(kt)])
+        out = capsys.readouterr().out
+        if kt is good:
+            assert rc == cli.EXIT_OK, out
+        else:
+            assert rc == cli.EXIT_DIFF and "GP018" in out, out
+            assert (
+                "the first entry is host/fs-client1@EXAMPLE.COM, not FS-CLIENT1$@EXAMPLE.COM" in out
+            )
+    assert cli.main(["check", str(root / "etc/gssproxy"), "--keytab", str(good),
+                     "--principal", "other$@EXAMPLE.COM"]) == cli.EXIT_DIFF  # fmt: skip
+    (tmp_path / "junk").write_bytes(b"\x05\x02")
+    assert cli.main(["check", str(root / "etc/gssproxy"), "--keytab", str(tmp_path / "junk"),
+                     "--principal", "x@Y"]) == cli.EXIT_DIFF  # fmt: skip
+
+
+@pytest.mark.skipif(not shutil.which("ktutil") or not shutil.which("script"), reason="no ktutil")
+def test_apply_warns_about_the_keytab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    _keytab(root / "etc/krb5.keytab", "host/fs-client1@EXAMPLE.COM", "FS-CLIENT1$@EXAMPLE.COM")
+    assert cli.main(["apply", str(DATA / "example.yaml"), "--root", str(root)]) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert "warning: " in err and "GP018" in err and "host/fs-client1@EXAMPLE.COM" in err

@@ -10,7 +10,8 @@ import os
 import pytest
 
 from gssproxy_conf import plan, schema
-from gssproxy_conf.ad import ldif, powershell, samba_tool
+from gssproxy_conf.ad import directory, ldif, powershell, samba_tool
+from gssproxy_conf.ad.changes import change_set
 from gssproxy_conf.gssproxy_ini import parse
 
 from .conftest import DATA, GOLDEN
@@ -22,9 +23,11 @@ VARIANTS = ["example", "rbcd"]
 def renderings(variant: str) -> dict[str, str]:
     c = schema.load_file(str(DATA / f"{variant}.yaml"))
     out = {str(f.path).lstrip("/").replace("/", "__"): f.content for f in plan.build(c).files}
-    out["ad.ldif"] = ldif.render(c)
-    out["ad.samba-tool.sh"] = samba_tool.render(c)
-    out["ad.ps1"] = powershell.render(c)
+    cs = change_set([c])
+    state = directory.parse((DATA / f"{variant}.current.ldif").read_text())
+    out["ad.ldif"] = ldif.render(cs, state, c.base_dn)
+    out["ad.samba-tool.sh"] = samba_tool.render(cs)
+    out["ad.ps1"] = powershell.render(cs)
     return out
 
 
@@ -53,22 +56,23 @@ def test_expected_file_set(example) -> None:
     paths = {str(f.path) for f in plan.build(example).files}
     assert paths == {
         "/etc/gssproxy/50-cifs-upcall-smb.conf",
-        "/etc/gssproxy/50-nfs-client.conf",
+        "/etc/gssproxy/50-cifs-upcall-nfs.conf",
         "/etc/gssproxy/51-cifs-upcall-protected.conf",
         "/etc/krb5.conf.d/cifs-upcall.conf",
-        "/etc/request-key.d/cifs.spnego.conf",
+        "/etc/request-key.d/cifs-upcall.conf",
         "/etc/cifs-upcall/policy.yaml",
         "/etc/auto.smb",
         "/etc/auto.master.d/cifs-upcall.autofs",
         "/etc/tmpfiles.d/cifs-upcall-gssproxy.conf",
+        "/etc/systemd/system/gssproxy.service.d/cifs-upcall.conf",
     }
 
 
 def test_key_facts_in_renderings(example) -> None:
     p = plan.build(example)
     smb = p.get("/etc/gssproxy/50-cifs-upcall-smb.conf")
-    nfs = p.get("/etc/gssproxy/50-nfs-client.conf")
-    rk = p.get("/etc/request-key.d/cifs.spnego.conf")
+    nfs = p.get("/etc/gssproxy/50-cifs-upcall-nfs.conf")
+    rk = p.get("/etc/request-key.d/cifs-upcall.conf")
     am = p.get("/etc/auto.smb")
     assert smb and nfs and rk and am
     [smb_s] = parse(smb.content).sections
@@ -79,15 +83,19 @@ def test_key_facts_in_renderings(example) -> None:
     assert nfs_s.values("socket") == []  # NFS stays on rpc.gssd's default socket
     assert nfs_s.values("impersonate") == ["no"]
     assert (
-        "create cifs.spnego * * /opt/cifs-upcall/bin/cifs-upcall --policy "
+        "create cifs.spnego ver=0x2;* * /usr/sbin/cifs-upcall --policy "
         "/etc/cifs-upcall/policy.yaml %k\n" in rk.content
     )
     assert ",multiuser," in am.content and "cruid=${UID}" in am.content
 
 
 def test_rbcd_has_descriptor_not_delegate_to(rbcd_example) -> None:
-    text = ldif.render(rbcd_example)
+    state = directory.parse((DATA / "rbcd.current.ldif").read_text())
+    text = ldif.render(change_set([rbcd_example]), state, rbcd_example.base_dn)
     assert "msDS-AllowedToDelegateTo" not in text
     assert text.count("replace: msDS-AllowedToActOnBehalfOfOtherIdentity") == 3  # 3 servers
     assert "CN=FILESRV7,OU=Servers,DC=example,DC=com" in text
-    assert "userAccountControl: 16846848" in text  # 69632 | 0x01000000 (Samba needs it)
+    # 69632 (adcli: WORKSTATION_TRUST_ACCOUNT | DONT_EXPIRE_PASSWD) | 0x01000000
+    assert "userAccountControl: 16846848" in text
+    # svc-db already has NOT_DELEGATED (1114624 = 0x110200): no record for it
+    assert "CN=svc-db," not in text

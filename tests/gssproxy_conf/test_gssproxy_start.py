@@ -35,13 +35,17 @@ def test_generated_services_load_and_bind(example, tmp_path: Path) -> None:
             DEFAULT_SOCKET,
         ):
             assert stat.S_ISSOCK(gp.path(sock).stat().st_mode), (sock, log)
-        for svc in ("cifs-upcall-smb", "nfs-client", "cifs-upcall-protected-svc-backup"):
+        for svc in (
+            "cifs-upcall-smb",
+            "cifs-upcall-nfs-client",
+            "cifs-upcall-protected-svc-backup",
+        ):
             assert f"service/{svc}" in log or svc in log, log
         # each socket reaches its own service: a request (failing later, no KDC here)
         # must be matched to the right service
         for sock, svc in (
             ("/run/gssproxy/cifs/cifs.sock", "cifs-upcall-smb"),
-            (DEFAULT_SOCKET, "nfs-client"),
+            (DEFAULT_SOCKET, "cifs-upcall-nfs-client"),
             ("/run/gssproxy/cifs/protected-svc-backup.sock", "cifs-upcall-protected-svc-backup"),
         ):
             before = len(gp.log_text())

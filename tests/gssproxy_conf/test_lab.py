@@ -4,19 +4,20 @@ per service."""
 
 from __future__ import annotations
 
-import re
-import subprocess
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from gssproxy_conf import plan, schema
-from gssproxy_conf.ad import ldif, samba_tool
+from gssproxy_conf.ad import ldif
+from gssproxy_conf.ad.changes import change_set
 from gssproxy_conf.apply import apply
-from gssproxy_conf.model import Config
+from gssproxy_conf.model import Config, ProtectedUser
 
+from . import ad_lab
 from .gp_harness import DEFAULT_SOCKET, running_gssproxy
 
 pytestmark = pytest.mark.lab
@@ -30,20 +31,9 @@ class Acct:
     keytab: Path
 
 
-def _uac(lab, account: str) -> int:  # type: ignore[no-untyped-def]
-    out = subprocess.run(
-        [
-            "ldbsearch",
-            "-H",
-            str(lab.dc_dir / "private/sam.ldb"),
-            f"(sAMAccountName={account})",
-            "userAccountControl",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return int(re.search(r"userAccountControl: (\d+)", out).group(1))  # type: ignore[union-attr]
+UF_DONT_EXPIRE_PASSWD = 0x10000
+UF_T2A4D = 0x01000000
+UF_NOT_DELEGATED = 0x00100000
 
 
 def _config(  # type: ignore[no-untyped-def]
@@ -53,48 +43,51 @@ def _config(  # type: ignore[no-untyped-def]
         f"realm: {lab.realm}\n"
         f"client: {{principal: '{client.name}', keytab: {client.keytab}}}\n"
         f"smb: {{servers: [{lab.fqdn}]}}\n"
-        "nfs: {impersonate: false}\n"
+        "nfs: {enable: true, impersonate: false}\n"
     )
-    uacs = {client.name: _uac(lab, client.name)}
     if protected:
         text += (
             "protected_users:\n"
             f"  - {{name: {protected}, uid: {PROT_UID}, "
             f"keytab: /var/lib/gssproxy/clients/{PROT_UID}.keytab}}\n"
         )
-        uacs[protected] = _uac(lab, protected)
-    text += "ad: {account_uac: {" + ", ".join(f"'{k}': {v}" for k, v in uacs.items()) + "}}\n"
     return schema.load(text + extra, "lab.yaml")
 
 
 def _s4u(lab, client: Acct, user: str, tmp: Path) -> tuple[bool, str, str]:  # type: ignore[no-untyped-def]
-    """kinit from the keytab, then kvno -U user -P cifs/dc: S4U2Self + S4U2Proxy."""
-    cc = f"FILE:{tmp}/cc.{client.name}"
-    lab.run(
-        ["kinit", "-k", "-t", str(client.keytab), f"{client.name}@{lab.realm}"],
-        env=lab.env(KRB5CCNAME=cc),
-    )
-    off = lab.kdc_log_offset()
-    res = lab.run(
-        ["kvno", "-U", user, "-P", f"cifs/{lab.fqdn}", "--out-cache", f"FILE:{tmp}/cc.{user}.out"],
-        env=lab.env(KRB5CCNAME=cc),
-        check=False,
-    )
-    return res.returncode == 0, res.stdout + res.stderr, lab.kdc_log_since(off)
+    ok, out = ad_lab.s4u(lab, client.name, client.keytab, user, tmp)
+    return ok, out, out
+
+
+def _adcli_like(lab, name: str) -> Acct:  # type: ignore[no-untyped-def]
+    """A computer as adcli joins it: DONT_EXPIRE_PASSWD set, and (another admin's work) a
+    delegation to some other service already in msDS-AllowedToDelegateTo."""
+    acct = Acct(f"{name.upper()}$", lab.add_computer(name))
+    lab.samba_tool("user", "setexpiry", acct.name, "--noexpiry")
+    lab.samba_tool("delegation", "add-service", acct.name, f"host/{lab.fqdn}")
+    assert ad_lab.uac(lab, acct.name) & UF_DONT_EXPIRE_PASSWD
+    return acct
 
 
 @pytest.fixture(scope="module")
 def pt_client(samba_lab) -> Acct:  # type: ignore[no-untyped-def]
-    return Acct("GPCPT$", samba_lab.add_computer("gpcpt"))
+    return _adcli_like(samba_lab, "gpcpt")
 
 
 @pytest.fixture(scope="module")
 def protected_user(samba_lab) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    samba_lab.add_user("gpcprot", PROT_UID, local=False)
+    samba_lab.add_user("gpcprot", PROT_UID, local=False)  # setexpiry: DONT_EXPIRE_PASSWD
     yield "gpcprot"
 
 
-def test_protocol_transition_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-untyped-def]
+def _kept(lab, client: Acct, protected: str | None, uac_before: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+    """The bits and values that were there before the change set are still there."""
+    for account, before in uac_before.items():
+        assert ad_lab.uac(lab, account) & before == before, (account, before)
+    assert f"host/{lab.fqdn}" in ad_lab.attr(lab, client.name, "msDS-AllowedToDelegateTo")
+
+
+def test_protocol_transition_ldif_twice_makes_s4u2proxy_succeed(  # type: ignore[no-untyped-def]
     samba_lab, pt_client: Acct, protected_user: str, tmp_path: Path
 ) -> None:
     lab = samba_lab
@@ -102,15 +95,23 @@ def test_protocol_transition_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-un
     assert not ok, out  # no delegation yet: the KDC refuses
     assert "reason=" in log and "alice" in log, log
 
-    # the protocol-transition LDIF, without protected users first
-    first = tmp_path / "pt.ldif"
-    first.write_text(ldif.render(_config(lab, pt_client, None)))
-    subprocess.run(
-        ["ldbmodify", "-H", str(lab.dc_dir / "private/sam.ldb"), str(first)],
-        check=True,
-        capture_output=True,
-    )
-    assert _uac(lab, pt_client.name) & 0x01000000
+    c = _config(lab, pt_client, protected_user)
+    cs = change_set([c])
+    before = {a: ad_lab.uac(lab, a) for a in (pt_client.name, protected_user)}
+    text = ad_lab.render_ldif(lab, cs, c.base_dn)
+    assert "replace: userAccountControl" in text and "add: msDS-AllowedToDelegateTo" in text
+    for attempt in (1, 2):  # the same file twice: the second run changes nothing, exits 0
+        r = ad_lab.apply_ldif(lab, text, "pt.ldif")
+        assert r.rc == 0, (attempt, r.out)
+    _kept(lab, pt_client, protected_user, before)
+    assert ad_lab.uac(lab, pt_client.name) & UF_T2A4D
+    assert ad_lab.uac(lab, protected_user) & UF_NOT_DELEGATED
+    spns = ad_lab.attr(lab, pt_client.name, "msDS-AllowedToDelegateTo")
+    assert sorted(spns) == sorted([f"host/{lab.fqdn}", f"cifs/{lab.fqdn}"])
+    # rendered again from a new export: nothing left to do
+    again = ad_lab.render_ldif(lab, cs, c.base_dn)
+    assert ldif.parse(again) == [] and "Nothing to change" in again
+
     ok, out, log = _s4u(lab, pt_client, "alice", tmp_path)
     assert ok, out + log
     proxied = [
@@ -119,22 +120,76 @@ def test_protocol_transition_ldif_makes_s4u2proxy_succeed(  # type: ignore[no-un
         if "TGS-REQ" in ln and "impersonatee=alice@" in ln and f"cifs/{lab.fqdn}" in ln
     ]
     assert proxied and all("reason=" not in ln for ln in proxied), log
+    # the protected user: the KDC itself refuses to delegate it
     ok, out, _ = _s4u(lab, pt_client, protected_user, tmp_path)
-    assert ok, out  # not yet protected: delegation works for it too
-
-    # now with the protected user: the KDC itself refuses to delegate it
-    second = tmp_path / "pt-protected.ldif"
-    second.write_text(ldif.render(_config(lab, pt_client, protected_user)))
-    subprocess.run(
-        ["ldbmodify", "-H", str(lab.dc_dir / "private/sam.ldb"), str(second)],
-        check=True,
-        capture_output=True,
-    )
-    assert _uac(lab, protected_user) & 0x00100000
-    ok, out, log = _s4u(lab, pt_client, protected_user, tmp_path)
     assert not ok, out
-    ok, out, _ = _s4u(lab, pt_client, "alice", tmp_path)
-    assert ok, out
+
+
+def test_samba_tool_script_twice_keeps_other_bits_and_grants(  # type: ignore[no-untyped-def]
+    samba_lab, tmp_path: Path
+) -> None:
+    lab = samba_lab
+    client = _adcli_like(lab, "gpcst")
+    prot = "gpcprot3"
+    lab.add_user(prot, PROT_UID + 2, local=False)
+    c = _config(lab, client, None)
+    c = dataclasses.replace(
+        c, protected_users=(ProtectedUser(prot, PROT_UID + 2, PurePosixPath("/k")),)
+    )
+    cs = change_set([c])
+    before = {a: ad_lab.uac(lab, a) for a in (client.name, prot)}
+    first = ad_lab.run_samba_tool_script(lab, cs, "st.sh")
+    assert first.rc == 0 and "done: samba-tool delegation for-any-protocol" in first.out, first.out
+    second = ad_lab.run_samba_tool_script(lab, cs, "st.sh")
+    assert second.rc == 0, second.out
+    assert "done:" not in second.out and second.out.count("unchanged:") == 3, second.out
+    _kept(lab, client, None, before)
+    assert ad_lab.uac(lab, client.name) & UF_T2A4D and ad_lab.uac(lab, prot) & UF_NOT_DELEGATED
+    ok, out, log = _s4u(lab, client, "alice", tmp_path)
+    assert ok, out + log
+
+
+def test_samba_tool_script_still_stops_on_real_errors(  # type: ignore[no-untyped-def]
+    samba_lab, tmp_path: Path
+) -> None:
+    lab = samba_lab
+    c = _config(lab, Acct("NOSUCH$", Path("/nonexistent")), None)
+    r = ad_lab.run_samba_tool_script(lab, change_set([c]), "bad.sh")
+    assert r.rc != 0 and "unchanged" not in r.out and "done:" not in r.out, r.out
+
+
+def test_rbcd_ldif_and_script_twice_keep_another_clients_grant(  # type: ignore[no-untyped-def]
+    samba_lab, tmp_path: Path
+) -> None:
+    """4.17's KDC ignores RBCD; the directory side is still checked here: the server's
+    descriptor keeps the grant another client already had, through both renderings."""
+    lab = samba_lab
+    other = Acct("GPCOTHER$", lab.add_computer("gpcother"))
+    lab.add_computer("gpcfs")
+    lab.samba_tool("delegation", "add-principal", "GPCFS$", other.name)
+    other_sid = ad_lab.sid(lab, other.name)
+    for name, render in (("gpcrl", "ldif"), ("gpcrs", "samba-tool")):
+        client = _adcli_like(lab, name)
+        c = schema.load(
+            f"realm: {lab.realm}\n"
+            f"client: {{principal: '{client.name}', keytab: {client.keytab}}}\n"
+            "delegation: rbcd\n"
+            f"smb: {{servers: [gpcfs.{lab.realm.lower()}]}}\n",
+            "rbcd.yaml",
+        )
+        cs = change_set([c])
+        before = {client.name: ad_lab.uac(lab, client.name)}
+        for attempt in (1, 2):
+            if render == "ldif":
+                r = ad_lab.apply_ldif(lab, ad_lab.render_ldif(lab, cs, c.base_dn), "rbcd.ldif")
+            else:
+                r = ad_lab.run_samba_tool_script(lab, cs, "rbcd.sh")
+            assert r.rc == 0, (render, attempt, r.out)
+        _kept(lab, client, None, before)
+        sids = ad_lab.rbcd_sids(lab, "GPCFS$")
+        assert other_sid in sids and ad_lab.sid(lab, client.name) in sids, (render, sids)
+        assert ldif.parse(ad_lab.render_ldif(lab, cs, c.base_dn)) == []
+    assert len(ad_lab.rbcd_sids(lab, "GPCFS$")) == 3
 
 
 def test_generated_gssproxy_serves_each_service(  # type: ignore[no-untyped-def]
@@ -153,9 +208,8 @@ def test_generated_gssproxy_serves_each_service(  # type: ignore[no-untyped-def]
         f"keytab: /var/lib/gssproxy/clients/{PROT_UID + 1}.keytab}}\n",
     )
     # the directory side through the samba-tool rendering this time
-    for cmd in samba_tool.commands(c):
-        assert cmd[0] == "samba-tool"
-        lab.samba_tool(*cmd[1:])
+    r = ad_lab.run_samba_tool_script(lab, change_set([c]), "gp.sh")
+    assert r.rc == 0, r.out
     root, work = tmp_path / "root", tmp_path / "work"
     apply(plan.build(c), root)
     (work / "clients").mkdir(parents=True)
@@ -181,5 +235,5 @@ def test_generated_gssproxy_serves_each_service(  # type: ignore[no-untyped-def]
         r = gp.request("/run/gssproxy/cifs/cifs.sock", f"{prot}@{lab.realm}", target)
         assert not r.ok, r.raw
         log = gp.log_text()
-        for svc in ("cifs-upcall-smb", "nfs-client", f"cifs-upcall-protected-{prot}"):
+        for svc in ("cifs-upcall-smb", "cifs-upcall-nfs-client", f"cifs-upcall-protected-{prot}"):
             assert f"Connection matched service {svc}" in log

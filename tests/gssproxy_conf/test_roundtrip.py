@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import HealthCheck, given, settings
 
 from gssproxy_conf import plan, schema, serialize
-from gssproxy_conf.ad import changes, ldif
+from gssproxy_conf.ad import changes, directory, ldif
 from gssproxy_conf.ad import security_descriptor as sd
 from gssproxy_conf.check import lint
 from gssproxy_conf.marker import strip
@@ -43,16 +45,39 @@ def test_rendered_gssproxy_config_lints_clean(c: Config) -> None:
 @SETTINGS
 @given(configs())
 def test_ldif_reads_back_to_the_changes(c: Config) -> None:
-    mods = ldif.parse(ldif.render(c))
-    want = changes.plan(c)
+    """Against a directory where nothing is set yet, every change becomes one record; against
+    the directory those records produce, none."""
+    cs = changes.change_set([c])
+    sid = iter(range(2000, 3000))
+    empty = directory.Directory(
+        {
+            a.lower(): directory.Entry(f"CN={a},DC=x", a, f"S-1-5-21-1-2-3-{next(sid)}", 0)
+            for a in cs.accounts()
+        }
+    )
+    mods = ldif.parse(ldif.render(cs, empty, c.base_dn))
+    want = [ch for ch in cs.changes if not isinstance(ch, changes.EnsureGroup)]
     assert len(mods) == len(want)
+    after = dict(empty.entries)
     for mod, ch in zip(mods, want, strict=True):
-        assert mod.dn == ch.dn and mod.op == "replace"
-        if isinstance(ch, changes.SetUacFlag):
-            assert int(mod.values[0]) & ch.flag
-        elif isinstance(ch, changes.SetAllowedToDelegateTo):
-            assert [v.decode() for v in mod.values] == list(ch.spns)
+        if isinstance(ch, changes.SetUacBits):
+            assert mod.op == "replace" and int(mod.values[0]) == ch.bits
+            e = after[ch.account.lower()]
+            after[ch.account.lower()] = dataclasses.replace(e, uac=int(mod.values[0]))
+        elif isinstance(ch, changes.AddDelegateTo):
+            assert mod.op == "add" and [v.decode() for v in mod.values] == list(ch.spns)
             assert c.delegation is Delegation.PROTOCOL_TRANSITION
+            e = after[ch.account.lower()]
+            after[ch.account.lower()] = dataclasses.replace(e, delegate_to=ch.spns)
+        elif isinstance(ch, changes.AddMember):
+            assert mod.op == "add" and mod.attr == "member"
+            e = after[ch.group.lower()]
+            after[ch.group.lower()] = dataclasses.replace(e, members=(mod.values[0].decode(),))
         else:
-            assert sd.decode(mod.values[0]) == ch.descriptor
-            assert ch.descriptor.dacl[0].sid == c.client.sid
+            assert isinstance(ch, changes.AddRbcdTrustee) and mod.op == "replace"
+            desc = sd.decode(mod.values[0])
+            assert [a.sid for a in desc.dacl] == [empty.entries[ch.trustee.lower()].sid]
+            e = after[ch.account.lower()]
+            after[ch.account.lower()] = dataclasses.replace(e, rbcd=desc)
+    again = ldif.parse(ldif.render(cs, directory.Directory(after), c.base_dn))
+    assert again == []

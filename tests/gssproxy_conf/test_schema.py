@@ -52,7 +52,7 @@ def test_full_variant_loads(rbcd_example) -> None:
         == "/run/gssproxy/cifs/protected-svc-backup.sock"
     )
     assert c.protected_principal(c.protected_users[0]) == "backup@EXAMPLE.COM"
-    assert c.account_uac("FS-CLIENT1$") == 69632
+    assert c.auth_to_local_names and c.deny_groups == ("protected users", "no-impersonation")
 
 
 def test_yaml_syntax_error_has_line() -> None:
@@ -123,9 +123,30 @@ def test_missing_required() -> None:
     assert any("client" in m for _, _, m in got) and any("smb" in m for _, _, m in got)
 
 
-def test_rbcd_needs_client_sid() -> None:
-    [(line, code, msg)] = problems(GOOD + "delegation: rbcd\n")
-    assert (line, code) == (5, Code.MISSING_KEY) and "client.sid" in msg
+def test_helper_args_checked_by_the_helpers_parser() -> None:
+    [(line, code, msg)] = problems(GOOD + "helper: {args: [--verbose]}\n")
+    assert (line, code) == (5, Code.BAD_VALUE)
+    assert "unrecognized arguments: --verbose" in msg
+    [(_, code, msg)] = problems(GOOD + "helper: {args: [--deadline, soon]}\n")
+    assert code is Code.BAD_VALUE and "--deadline" in msg
+    ok = schema.load(GOOD + "helper: {args: [--deadline, '5', -d]}\n")
+    assert ok.helper.args == ("--deadline", "5", "-d")
+
+
+def test_deny_groups_default_and_auth_to_local_opt_in() -> None:
+    c = schema.load(GOOD)
+    assert c.deny_groups == ("Protected Users", "protected users") and not c.auth_to_local_names
+    assert schema.load(GOOD + "ad: {kdc: windows}\n").deny_groups == ()
+    assert schema.load(GOOD + "deny_groups: []\n").deny_groups == ()
+
+
+def test_old_ad_keys_are_ignored_with_a_warning() -> None:
+    from gssproxy_conf.errors import Problem
+
+    warnings: list[Problem] = []
+    schema.load(GOOD + "ad: {account_uac: {'X$': 4096}}\n", "w.yaml", warnings)
+    [w] = warnings
+    assert w.code is Code.DEPRECATED and "account_uac" in w.message
 
 
 def test_share_host_must_be_a_configured_server() -> None:
@@ -143,7 +164,7 @@ def test_socket_rules() -> None:
     assert line == 5 and "truncates" in msg
     [(line, _, msg)] = problems(GOOD + "  socket: /run/cifs.sock\n")
     assert line == 5 and "dedicated directory" in msg
-    text = GOOD + "nfs: {socket: /run/gssproxy/cifs/nfs.sock}\n"
+    text = GOOD + "nfs: {enable: true, socket: /run/gssproxy/cifs/nfs.sock}\n"
     [(line, code, msg)] = problems(text)
     assert code is Code.CONFLICT and "another directory" in msg
 
@@ -205,3 +226,9 @@ def test_local_user_below_min_uid_is_a_warning_with_file_line(
         warnings.clear()
         schema.load(text.replace("smb:\n  servers:", fix), "in.yaml", warnings)
         assert warnings == []
+
+
+@pytest.mark.parametrize("name", ["O'Brien", "a,b", " lead", ""])
+def test_bad_group_names(name: str) -> None:
+    [(_, code, msg)] = problems(GOOD + f'ad: {{rbcd_group: "{name}"}}\n')
+    assert code is Code.BAD_VALUE and "group name" in msg

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gssproxy_conf.ad import ldif
 from gssproxy_conf.ad import security_descriptor as sd
+
+from .conftest import DATA
 
 security = pytest.importorskip("samba.dcerpc.security")
 ndr = pytest.importorskip("samba.ndr")
@@ -56,16 +56,29 @@ def test_any_sid_list_matches_samba(sid_list: list[str]) -> None:
     assert all(a.access_mask == sd.RBCD_MASK for a in parsed.dacl.aces)
 
 
-def test_ldif_value_is_the_descriptor(rbcd_example) -> None:
-    mods = [m for m in ldif.parse(ldif.render(rbcd_example)) if m.attr == ldif.RBCD_ATTR]
-    assert mods
-    for m in mods:
-        desc = sd.decode(m.values[0])
-        assert [a.sid for a in desc.dacl] == [
-            rbcd_example.client.sid,
-            *rbcd_example.ad.extra_rbcd_sids,
-        ]
-        assert base64.b64encode(m.values[0]).decode() in ldif.render(rbcd_example)
+def test_ldif_merges_with_the_current_descriptor(rbcd_example) -> None:
+    """FS1$ already trusts another client (-1200): the new descriptor keeps that ACE."""
+    from gssproxy_conf.ad import directory
+    from gssproxy_conf.ad.changes import change_set
+
+    state = directory.parse((DATA / "rbcd.current.ldif").read_text())
+    text = ldif.render(change_set([rbcd_example]), state, rbcd_example.base_dn)
+    mods = {m.dn: m for m in ldif.parse(text) if m.attr == directory.RBCD_ATTR}
+    fs1 = sd.decode(mods["CN=FS1,OU=Domain Controllers,DC=example,DC=com"].values[0])
+    assert [a.sid for a in fs1.dacl] == [f"{DOMAIN}-1200", rbcd_example.client.sid]
+    other = sd.decode(mods["CN=FILESRV7,OU=Servers,DC=example,DC=com"].values[0])
+    assert [a.sid for a in other.dacl] == [rbcd_example.client.sid]
+
+
+def test_sddl_as_samba_prints_it_reads_back() -> None:
+    sddl = f"O:BAD:(A;;RPWPCRCCDCLCLORCWOWDSDDTSW;;;{DOMAIN}-1106)(A;;0xf01ff;;;{DOMAIN}-1104)"
+    desc = sd.from_sddl(sddl)
+    assert desc == sd.rbcd([f"{DOMAIN}-1106", f"{DOMAIN}-1104"])
+    assert sd.with_trustee(desc, f"{DOMAIN}-1104") is None
+    for bad in ("O:BAG:DUD:(A;;RP;;;BA)", "O:BAD:P(A;;RP;;;BA)", "O:BAD:(OA;;RP;;;BA)",
+                "O:BAD:(A;CI;RP;;;BA)", "O:BAD:(A;;GA;;;BA)"):  # fmt: skip
+        with pytest.raises(sd.DescriptorError):
+            sd.from_sddl(bad)
 
 
 @pytest.mark.parametrize("bad", ["S-1", "S-1-5-x", "s-1-5-21", "S-1-281474976710656-1"])

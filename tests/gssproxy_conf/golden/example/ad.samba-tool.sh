@@ -1,7 +1,20 @@
 #!/bin/sh
-# Directory changes for FS-CLIENT1$@EXAMPLE.COM (protocol-transition).
+# Directory changes for FS-CLIENT1$@EXAMPLE.COM. Re-runnable: what is already in
+# place is reported as unchanged; other bits, values and grants are kept.
 set -e
-samba-tool delegation for-any-protocol 'FS-CLIENT1$' on
-samba-tool delegation add-service 'FS-CLIENT1$' cifs/fs1.example.com
-samba-tool delegation add-service 'FS-CLIENT1$' cifs/fs2.example.com
-samba-tool user sensitive svc-backup on
+# st PATTERN ARGS...: samba-tool ARGS; its refusal matching PATTERN means "already done"
+st() {
+  pattern=$1; shift
+  rc=0; out=$(samba-tool "$@" 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    case $out in
+      *"$pattern"*) echo "unchanged: samba-tool $*"; return 0 ;;
+      *) printf '%s\n' "$out" >&2; return "$rc" ;;
+    esac
+  fi
+  echo "done: samba-tool $*"
+}
+st 'already set' delegation for-any-protocol 'FS-CLIENT1$' on
+st 'already exists' delegation add-service 'FS-CLIENT1$' cifs/fs1.example.com
+st 'already exists' delegation add-service 'FS-CLIENT1$' cifs/fs2.example.com
+st 'already set' user sensitive svc-backup on

@@ -1,21 +1,19 @@
-# Directory changes for FS-CLIENT1$@EXAMPLE.COM (rbcd).
+# Directory changes for FS-CLIENT1$@EXAMPLE.COM. Re-runnable: only what is missing
+# is added; other bits, values and grants are kept.
 Import-Module ActiveDirectory
 $ErrorActionPreference = 'Stop'
 Set-ADAccountControl -Identity 'FS-CLIENT1$' -TrustedToAuthForDelegation $true
 # fs1.example.com: accept delegated tickets from FS-CLIENT1$ (RBCD)
-$sd = New-Object System.Security.AccessControl.RawSecurityDescriptor -ArgumentList 'O:BAD:(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;S-1-5-21-3807959304-1175216678-3803665181-1105)(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;S-1-5-21-3807959304-1175216678-3803665181-1200)'
-$bytes = New-Object byte[] ($sd.BinaryLength)
-$sd.GetBinaryForm($bytes, 0)
-Set-ADComputer -Identity 'FS1$' -Replace @{'msDS-AllowedToActOnBehalfOfOtherIdentity' = $bytes}
+$trustee = (Get-ADComputer -Identity 'FS-CLIENT1$')
+$now = @((Get-ADComputer -Identity 'FS1$' -Properties PrincipalsAllowedToDelegateToAccount).PrincipalsAllowedToDelegateToAccount)
+if ($now -notcontains $trustee.DistinguishedName) { Set-ADComputer -Identity 'FS1$' -PrincipalsAllowedToDelegateToAccount (@($now) + $trustee.DistinguishedName) }
 # files.dept.example.com: accept delegated tickets from FS-CLIENT1$ (RBCD)
-$sd = New-Object System.Security.AccessControl.RawSecurityDescriptor -ArgumentList 'O:BAD:(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;S-1-5-21-3807959304-1175216678-3803665181-1105)(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;S-1-5-21-3807959304-1175216678-3803665181-1200)'
-$bytes = New-Object byte[] ($sd.BinaryLength)
-$sd.GetBinaryForm($bytes, 0)
-Set-ADComputer -Identity 'FILESRV7$' -Replace @{'msDS-AllowedToActOnBehalfOfOtherIdentity' = $bytes}
+$trustee = (Get-ADComputer -Identity 'FS-CLIENT1$')
+$now = @((Get-ADComputer -Identity 'FILESRV7$' -Properties PrincipalsAllowedToDelegateToAccount).PrincipalsAllowedToDelegateToAccount)
+if ($now -notcontains $trustee.DistinguishedName) { Set-ADComputer -Identity 'FILESRV7$' -PrincipalsAllowedToDelegateToAccount (@($now) + $trustee.DistinguishedName) }
 # nfs1.example.com: accept delegated tickets from FS-CLIENT1$ (RBCD)
-$sd = New-Object System.Security.AccessControl.RawSecurityDescriptor -ArgumentList 'O:BAD:(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;S-1-5-21-3807959304-1175216678-3803665181-1105)(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;S-1-5-21-3807959304-1175216678-3803665181-1200)'
-$bytes = New-Object byte[] ($sd.BinaryLength)
-$sd.GetBinaryForm($bytes, 0)
-Set-ADComputer -Identity 'NFS1$' -Replace @{'msDS-AllowedToActOnBehalfOfOtherIdentity' = $bytes}
+$trustee = (Get-ADComputer -Identity 'FS-CLIENT1$')
+$now = @((Get-ADComputer -Identity 'NFS1$' -Properties PrincipalsAllowedToDelegateToAccount).PrincipalsAllowedToDelegateToAccount)
+if ($now -notcontains $trustee.DistinguishedName) { Set-ADComputer -Identity 'NFS1$' -PrincipalsAllowedToDelegateToAccount (@($now) + $trustee.DistinguishedName) }
 Set-ADAccountControl -Identity 'backup' -AccountNotDelegated $true
 Set-ADAccountControl -Identity 'svc-db' -AccountNotDelegated $true
