@@ -13,7 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,10 +91,16 @@ def _config(lab: SambaLab, client: str, keytab: Path, socket: Path, extra: str) 
 
 @contextmanager
 def gssproxy_rig(
-    lab: SambaLab, client: str, keytab: Path, work: Path, extra: str = ""
+    lab: SambaLab,
+    client: str,
+    keytab: Path,
+    work: Path,
+    extra: str = "",
+    edit: Callable[[Path], None] | None = None,
 ) -> Iterator[Rig]:
     """gssproxy with the generated cifs-upcall service for `client`; the generated policy.
-    `extra` is appended to the generator's input (e.g. protected_users)."""
+    `extra` is appended to the generator's input (e.g. protected_users); `edit(root)` may
+    change the generated tree before gssproxy starts (an experiment's service options)."""
     # A short path (sun_path is 108 bytes) outside /run (gssproxy's /run is private).
     sockdir = Path(tempfile.mkdtemp(prefix="cup-gp-", dir="/tmp"))
     socket = sockdir / "cifs" / "cifs.sock"
@@ -104,6 +110,8 @@ def gssproxy_rig(
         apply(plan.build(cfg), root)
         policy = root / "etc/cifs-upcall/policy.yaml"
         assert policy.exists()
+        if edit is not None:
+            edit(root)
         stack = ExitStack()
         rig = Rig(lab, stack.enter_context(_gssproxy(lab, root, work)), socket, policy, root,
                   client, stack, work)  # fmt: skip

@@ -14,20 +14,36 @@ source `proxy-keytab`, not impersonated, and KDC refusals are not S4U refusals t
 The interposer reads GSS_USE_PROXY and GSSPROXY_BEHAVIOR once, at libgssapi's first call, so
 they are set before gssapi is imported. KRB5CCNAME=MEMORY: keeps the interposer from writing its
 X-GSSPROXY entry into any file ccache (it would wipe a FILE cache: krb5_cc_initialize).
+
+Cached impersonation (proxy_cache.py): gss_export_cred of a gssproxy credential is refused by
+the interposer (remote credentials cannot be exported), so the blob is what gss_store_cred_into
+writes: a FILE ccache holding only the X-GSSPROXY entry, gssproxy's gssx_cred, whose tickets
+and keys are encrypted with a key of the service's keytab. A worker given one makes it its
+default ccache (KRB5CCNAME=FILE: in a root-only scratch directory under /run, removed before
+it returns) and acquires: gssproxy checks only name and lifetime (no S4U2Self), and with
+`allow_client_ccache_sync` the blob also holds the S4U2Proxy ticket. Not a cred_store: one
+without an X-GSSPROXY entry would make the interposer try local krb5 first.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from ..classify import ProxyPhase, classify_proxy
 from ..errors import CredentialError, Reason, UpcallError
 from ..policy import ProxyKind
 from ..request import IPAddress
 from ..spn import SpnCandidate, SystemResolver, candidates
-from .base import Attempt, SourceKind
+from .base import Attempt, SourceKind, SourceToken
+from .proxy_cache import CRED_MAX, gssproxy_blob_principal
 from .spn_attempts import first_token
 
 PROXY_CCACHE = "MEMORY:cifs-upcall-proxy"
@@ -42,6 +58,8 @@ class ProxyPlan:
     socket: str
     kind: ProxyKind = ProxyKind.IMPERSONATE
     krb5_config: str | None = None  # the host's krb5.conf (--host-krb5-config)
+    cached: bytes | None = None  # opaque blob from an earlier worker (proxy_cache.py)
+    export_cred: bool = False  # hand the credential back as "cred"/"cred_expires"
 
     @property
     def impersonates(self) -> bool:
@@ -83,7 +101,7 @@ def check_socket_dir(socket: str) -> None:
         )
 
 
-def _interpose(socket: str, krb5_config: str | None) -> None:
+def _interpose(socket: str, krb5_config: str | None, ccache: str = PROXY_CCACHE) -> None:
     """The worker's whole environment: nothing inherited from whoever started the helper."""
     os.environ.clear()
     os.environ.update(
@@ -91,7 +109,7 @@ def _interpose(socket: str, krb5_config: str | None) -> None:
         GSS_USE_PROXY="yes",
         GSSPROXY_BEHAVIOR="REMOTE_ONLY",  # never fall back to local krb5 with root's creds
         GSSPROXY_SOCKET=socket,
-        KRB5CCNAME=PROXY_CCACHE,
+        KRB5CCNAME=ccache,
     )
     if krb5_config:
         os.environ["KRB5_CONFIG"] = krb5_config  # the host's, as gssproxy's
@@ -122,44 +140,142 @@ def _failure(e: object, plan: ProxyPlan, phase: ProxyPhase, spn: str, what: str)
     return CredentialError(f"{what}: {text}", hint=c.hint, reason=c.reason)
 
 
+@contextmanager
+def _scratch() -> Iterator[str]:
+    """A root-only directory for the blob's FILE ccaches (tmpfs /run where there is one)."""
+    d = tempfile.mkdtemp(prefix="cifs-upcall-proxy-", dir="/run" if os.path.isdir("/run") else None)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _acquire(plan: ProxyPlan, store: str | None) -> Any:
+    import gssapi
+
+    from .. import gss
+
+    extra: dict[str, Any] = {"store": {b"ccache": store.encode()}} if store else {}
+    return gssapi.Credentials(
+        name=gssapi.Name(plan.principal, gssapi.NameType.kerberos_principal),
+        usage="initiate",
+        mechs=[gss.KRB5],
+        **extra,
+    )
+
+
+def _token(plan: ProxyPlan, creds: Any, trail: list[Attempt]) -> SourceToken:
+    """The SPN loop (candidates looked up lazily) with gssproxy's failures classified."""
+    spns = candidates(plan.host, plan.ip, trust_dns=plan.trust_dns, resolver=SystemResolver())
+
+    def translate(e: Exception, spn: SpnCandidate) -> tuple[str, UpcallError]:
+        # gssproxy's minor codes carry an offset and mean S4U refusals here: reclassify
+        f = _failure(e.__cause__, plan, ProxyPhase.INIT, spn.principal, spn.principal)
+        return f.message, f
+
+    return first_token(
+        spns, creds, plan.principal, trail, plan.source, translate,
+        impersonated=plan.impersonates,
+    )  # fmt: skip
+
+
+def _stage(plan: ProxyPlan, d: str) -> tuple[str | None, str]:
+    """Worker: write the earlier worker's blob as this worker's default ccache, so that the
+    interposer finds its X-GSSPROXY entry without a cred_store (a cred_store ccache without
+    one would make it try local krb5 first). (path or None, why not)."""
+    blob = plan.cached
+    if not blob:
+        return None, ""
+    if gssproxy_blob_principal(blob) != plan.principal:
+        return None, f"not a gssproxy credential of {plan.principal}"
+    path = os.path.join(d, "cc")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(blob)
+    return path, ""
+
+
+def _from_cache(plan: ProxyPlan, staged: str) -> tuple[Any, SourceToken, bool]:
+    """Acquire from the staged blob and make the token; any failure raises and the caller
+    takes the full path, which reports it. gssproxy checks the blob's name and lifetime and
+    returns it as is (no S4U2Self); if it cannot use it (undecryptable, expired) it silently
+    acquires afresh and the interposer rewrites the staged ccache: the bool says it took it."""
+    creds = _acquire(plan, None)
+    with open(staged, "rb") as f:
+        taken = f.read(CRED_MAX + 1) == plan.cached
+    return creds, _token(plan, creds, []), taken
+
+
+def _export(creds: Any, d: str) -> tuple[str, int] | None:
+    """The credential as the blob a later worker can use: (hex, end in unix seconds)."""
+    try:
+        lifetime = creds.lifetime
+        path = os.path.join(d, "out")
+        creds.store(store={b"ccache": f"FILE:{path}".encode()}, usage="initiate", overwrite=True)
+        with open(path, "rb") as f:
+            blob = f.read(CRED_MAX + 1)
+    except Exception:
+        return None  # a token without a cache entry is still a token
+    if not blob or len(blob) > CRED_MAX or not isinstance(lifetime, int) or lifetime <= 0:
+        return None
+    return blob.hex(), int(time.time()) + lifetime
+
+
 def run(plan: ProxyPlan) -> dict[str, object]:
     """The child's body: SourceToken JSON plus the trail, or UpcallError carrying the trail."""
     trail: list[Attempt] = []
     try:
         _drop()
         check_socket_dir(plan.socket)
-        _interpose(plan.socket, plan.krb5_config)
-        import gssapi  # first libgssapi use: after the environment above
-
-        from .. import gss
-
         who, kind = plan.principal, plan.source.value
-        try:
-            creds = gssapi.Credentials(
-                name=gssapi.Name(who, gssapi.NameType.kerberos_principal),
-                usage="initiate",
-                mechs=[gss.KRB5],
-            )
-        except gssapi.exceptions.GSSError as e:
-            f = _failure(e, plan, ProxyPhase.ACQUIRE, "", f"gssproxy ({plan.socket}) for {who}")
-            trail.append(Attempt(kind, "failed", f.message, f.reason.value))
-            raise f from e
-        how = plan.how(ProxyPhase.ACQUIRE)
-        trail.append(Attempt(kind, "note", f"{who} via {plan.socket} ({how})"))
-        spns = candidates(plan.host, plan.ip, trust_dns=plan.trust_dns, resolver=SystemResolver())
+        with _scratch() as d:
+            staged, why = _stage(plan, d)
+            _interpose(plan.socket, plan.krb5_config, f"FILE:{staged}" if staged else PROXY_CCACHE)
+            import gssapi  # first libgssapi use: after the environment above
 
-        def translate(e: Exception, spn: SpnCandidate) -> tuple[str, UpcallError]:
-            # gssproxy's minor codes carry an offset and mean S4U refusals here: reclassify
-            f = _failure(e.__cause__, plan, ProxyPhase.INIT, spn.principal, spn.principal)
-            return f.message, f
-
-        st = first_token(
-            spns, creds, who, trail, plan.source, translate, impersonated=plan.impersonates
-        )
-        trail.append(
-            Attempt(kind, "ok", f"{st.principal} for {st.spn} ({plan.how(ProxyPhase.INIT)})")
-        )
-        return {"token": st.to_json(), "trail": [a.as_dict() for a in trail]}
+            got: tuple[Any, SourceToken] | None = None
+            taken = False
+            if staged:
+                try:
+                    creds, st, taken = _from_cache(plan, staged)
+                    got = creds, st
+                    how = plan.how(ProxyPhase.ACQUIRE)
+                    note = f"cached credential: no {how}"
+                    if not taken:
+                        note = f"gssproxy renewed the cached credential ({how})"
+                    trail.append(Attempt(kind, "note", f"{who} via {plan.socket}: {note}"))
+                except (gssapi.exceptions.GSSError, UpcallError) as e:
+                    why = e.message if isinstance(e, UpcallError) else str(e)
+                    os.unlink(staged)  # no X-GSSPROXY entry: the interposer stays remote-only
+            if why:
+                note = f"cached credential not used ({why[:200]}); asking gssproxy afresh"
+                trail.append(Attempt(kind, "note", note))
+            if got is None:
+                got = _fresh(plan, trail)
+            creds, st = got
+            how = "from the cached credential" if taken else plan.how(ProxyPhase.INIT)
+            trail.append(Attempt(kind, "ok", f"{st.principal} for {st.spn} ({how})"))
+            res: dict[str, object] = {"token": st.to_json(), "trail": [a.as_dict() for a in trail]}
+            cred = _export(creds, d) if plan.export_cred else None
+        if cred is not None:
+            res["cred"], res["cred_expires"] = cred
+        return res
     except UpcallError as e:
         e.trail = [a.as_dict() for a in trail]
         raise
+
+
+def _fresh(plan: ProxyPlan, trail: list[Attempt]) -> tuple[Any, SourceToken]:
+    """gssproxy's full path: acquire (S4U2Self) and init (S4U2Proxy), failures classified."""
+    import gssapi
+
+    who, kind = plan.principal, plan.source.value
+    try:
+        creds = _acquire(plan, None)
+    except gssapi.exceptions.GSSError as e:
+        f = _failure(e, plan, ProxyPhase.ACQUIRE, "", f"gssproxy ({plan.socket}) for {who}")
+        trail.append(Attempt(kind, "failed", f.message, f.reason.value))
+        raise f from e
+    how = plan.how(ProxyPhase.ACQUIRE)
+    trail.append(Attempt(kind, "note", f"{who} via {plan.socket} ({how})"))
+    return creds, _token(plan, creds, trail)

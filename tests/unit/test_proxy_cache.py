@@ -1,0 +1,160 @@
+"""ProxyCache: expiry at the credential's end minus the margin, LRU bounds, clear; the
+parent's strict parse of a worker's offer; the worker's check of a blob's shape."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from upcall.errors import WorkerProtocolError
+from upcall.sources.proxy_cache import (
+    CRED_MAX,
+    CacheKey,
+    ProxyCache,
+    gssproxy_blob_principal,
+    parse_cred,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _key(user: str = "alice", host: str = "fs1") -> CacheKey:
+    return CacheKey(f"{user}@LAB.TEST", host, "/run/gssproxy/cifs/cifs.sock")
+
+
+def test_entry_lives_until_the_credential_end_minus_the_margin() -> None:
+    clock = Clock()
+    c = ProxyCache(margin=300, clock=clock)
+    assert c.put(_key(), b"blob", int(clock.now) + 3600)
+    clock.now += 3600 - 301
+    assert c.get(_key()) == b"blob"
+    clock.now += 1
+    assert c.get(_key()) is None and len(c) == 0 and c.size == 0
+
+
+def test_not_kept_when_ending_within_the_margin_empty_or_oversized() -> None:
+    clock = Clock()
+    c = ProxyCache(margin=300, clock=clock)
+    assert not c.put(_key(), b"x", int(clock.now) + 299)
+    assert not c.put(_key(), b"", int(clock.now) + 3600)
+    assert not c.put(_key(), b"x" * (CRED_MAX + 1), int(clock.now) + 3600)
+    assert len(c) == 0
+
+
+def test_keys_are_user_server_and_socket() -> None:
+    clock = Clock()
+    c = ProxyCache(clock=clock)
+    c.put(_key("alice", "fs1"), b"a1", int(clock.now) + 3600)
+    assert c.get(_key("bob", "fs1")) is None and c.get(_key("alice", "fs2")) is None
+    other = CacheKey("alice@LAB.TEST", "fs1", "/run/other.sock")
+    assert c.get(other) is None and c.get(_key("alice", "fs1")) == b"a1"
+
+
+def test_replacing_an_entry_keeps_the_byte_count() -> None:
+    clock = Clock()
+    c = ProxyCache(clock=clock)
+    c.put(_key(), b"old-blob", int(clock.now) + 3600)
+    c.put(_key(), b"new", int(clock.now) + 3600)
+    assert c.get(_key()) == b"new" and c.size == 3
+    assert not c.put(_key(), b"late", int(clock.now))  # a refused replacement drops the old
+    assert c.get(_key()) is None and c.size == 0
+
+
+def test_entry_bound_evicts_the_least_recently_used() -> None:
+    clock = Clock()
+    c = ProxyCache(max_entries=2, clock=clock)
+    end = int(clock.now) + 3600
+    c.put(_key("a"), b"a", end)
+    c.put(_key("b"), b"b", end)
+    assert c.get(_key("a")) == b"a"  # now b is the oldest
+    c.put(_key("c"), b"c", end)
+    assert c.get(_key("b")) is None and c.get(_key("a")) == b"a" and c.get(_key("c")) == b"c"
+
+
+def test_byte_bound_evicts_until_it_fits() -> None:
+    clock = Clock()
+    c = ProxyCache(max_bytes=10, clock=clock)
+    end = int(clock.now) + 3600
+    c.put(_key("a"), b"aaaa", end)
+    c.put(_key("b"), b"bbbb", end)
+    c.put(_key("c"), b"cccc", end)
+    assert (len(c), c.size) == (2, 8) and c.get(_key("a")) is None
+    assert not c.put(_key("d"), b"d" * 11, end)  # never fits
+
+
+def test_clear_forgets_everything() -> None:
+    clock = Clock()
+    c = ProxyCache(clock=clock)
+    c.put(_key("a"), b"a", int(clock.now) + 3600)
+    c.put(_key("b"), b"b", int(clock.now) + 3600)
+    c.clear()
+    assert (len(c), c.size) == (0, 0) and c.get(_key("a")) is None
+
+
+def test_parse_cred_accepts_a_well_formed_offer_or_none() -> None:
+    assert parse_cred({"token": {}, "trail": []}) is None
+    assert parse_cred({"cred": "00ff", "cred_expires": 1796151388}) == (b"\0\xff", 1796151388)
+
+
+@pytest.mark.parametrize(
+    "res",
+    [
+        {"cred": "00ff"},
+        {"cred_expires": 1796151388},
+        {"cred": "zz", "cred_expires": 1796151388},
+        {"cred": "", "cred_expires": 1796151388},
+        {"cred": "00" * (CRED_MAX + 1), "cred_expires": 1796151388},
+        {"cred": "00", "cred_expires": True},
+        {"cred": "00", "cred_expires": 1.5},
+        {"cred": "00", "cred_expires": -1},
+        {"cred": "00", "cred_expires": 2**41},
+        {"cred": b"00", "cred_expires": 1796151388},
+    ],
+)
+def test_parse_cred_refuses_a_malformed_offer(res: dict[str, object]) -> None:
+    with pytest.raises(WorkerProtocolError):
+        parse_cred(res)
+
+
+def _princ(realm: str, *comps: str) -> bytes:
+    out = struct.pack(">II", 1, len(comps)) + struct.pack(">I", len(realm)) + realm.encode()
+    for c in comps:
+        out += struct.pack(">I", len(c)) + c.encode()
+    return out
+
+
+def _blob(default: bytes, client: bytes, server: bytes) -> bytes:
+    header = struct.pack(">HHHHII", 0x0504, 12, 1, 8, 0, 0)
+    return header + default + client + server + b"\0" * 64
+
+
+GP = _princ("X-GSSPROXY:", "Encrypted", "Credentials", "v1")
+
+
+def test_blob_principal_is_the_client_of_an_x_gssproxy_entry() -> None:
+    alice = _princ("LAB.TEST", "alice")
+    assert gssproxy_blob_principal(_blob(alice, alice, GP)) == "alice@LAB.TEST"
+    svc = _princ("LAB.TEST", "host", "fs1.lab.test")
+    assert gssproxy_blob_principal(_blob(svc, svc, GP)) == "host/fs1.lab.test@LAB.TEST"
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",
+        b"\x05\x03" + b"\0" * 40,
+        _blob(_princ("LAB.TEST", "alice"), _princ("LAB.TEST", "bob"), GP),
+        _blob(_princ("LAB.TEST", "alice"), _princ("LAB.TEST", "alice"),
+              _princ("LAB.TEST", "krbtgt", "LAB.TEST")),  # a real ticket, not gssproxy's
+        _blob(_princ("LAB.TEST", "alice"), _princ("LAB.TEST", "alice"), GP)[:40],
+    ],
+)  # fmt: skip
+def test_blob_principal_refuses_anything_else(blob: bytes) -> None:
+    assert gssproxy_blob_principal(blob) is None
