@@ -40,7 +40,10 @@ def smb_service(c: Config) -> list[tuple[str, str]]:
         ("euid", "0"),
         ("socket", str(c.smb.socket)),
         ("cred_store", f"keytab:{c.client.keytab}"),
-        ("cred_store", f"ccache:FILE:{CLIENTS_DIR}/{SMB_SERVICE}_krb5cc_%U"),
+        # No ccache of the service's own, and sync on: gssproxy then hands the helper the
+        # credential with the S4U2Proxy ticket in it (encrypted with the keytab's key), which
+        # the helper's daemon keeps, so a repeat upcall for the user makes no KDC request.
+        ("allow_client_ccache_sync", "yes"),
         ("cred_usage", "initiate"),
         ("impersonate", "yes"),
         # ignored by gssproxy 0.9.x for the impersonator, used by later releases to pin it

@@ -8,6 +8,7 @@ the client finds it through `--socket`, exactly as request-key's line would name
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -19,6 +20,7 @@ import pytest
 
 from tests.lab.samba import SambaLab
 from tests.lab.smb_client import smb_session
+from tests.proxy_fixtures import Rig, proxy_upcall
 from tests.upcall_driver import HELPER, caller, description, dry_run
 
 pytestmark = pytest.mark.lab
@@ -133,3 +135,30 @@ def test_real_key_through_the_daemon_is_refused_and_negated_shortly(
     assert "reason=foreign-key" in text and "via=daemon" in text, text
     row = next(ln for ln in Path("/proc/keys").read_text().splitlines() if tag in ln).split()
     assert "N" in row[1] and row[3] in ("1s", "2s", "3s", "4s", "5s"), row
+
+
+_KDC_REQ = re.compile(r"^Kerberos: (AS|TGS)-REQ \S+ ipv4:", re.M)
+
+
+def test_repeat_impersonation_through_the_daemon_makes_no_kdc_request(
+    pt_rig: Rig, tmp_world: Path, daemon: Path
+) -> None:
+    # The daemon keeps what gssproxy handed the first worker (root-only memory); the second
+    # upcall for the same user and server gives gssproxy that credential back: no S4U2Self,
+    # no S4U2Proxy, no AS exchange, and smbd still accepts the token.
+    lab = pt_rig.lab
+    first_off = lab.kdc_log_offset()
+    first = proxy_upcall(pt_rig, "bob", tmp_world, "--socket", str(daemon))
+    first_kdc = lab.kdc_log_since(first_off)
+    assert first.ok and first.doc["via"] == "daemon", first.doc
+    assert (first.doc["source"], first.doc["impersonated"]) == ("proxy", True)
+    assert _KDC_REQ.findall(first_kdc), first_kdc  # the first one does reach the KDC
+    off = lab.kdc_log_offset()
+    again = proxy_upcall(pt_rig, "bob", tmp_world, "--socket", str(daemon))
+    kdc = lab.kdc_log_since(off)
+    assert again.ok and again.doc["principal"] == f"bob@{lab.realm}", again.doc
+    assert "cached credential: no S4U2Self" in again.trail_text(), again.trail_text()
+    assert _KDC_REQ.findall(kdc) == [], kdc
+    assert again.msg is not None
+    s = smb_session(lab, again.msg.blob, again.msg.session_key)
+    assert s.tree_connect_signed and s.server_user == "bob"

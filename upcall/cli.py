@@ -172,7 +172,7 @@ def in_process(mode: str, serial: int, argv: list[str], via: str) -> int:
     if mode == "dry":
         from .respond import dry_reply
 
-        return apply(dry_reply(a.dry_run, a, None, via), None)
+        return apply(dry_reply(a.dry_run, a, None, via)[0], None)
     return handle_key(serial, a, via)
 
 
@@ -265,7 +265,7 @@ def dry_run(a: argparse.Namespace) -> int:
     from .client import apply
     from .respond import dry_reply
 
-    return apply(dry_reply(a.dry_run, a, None, "in-process"), None)
+    return apply(dry_reply(a.dry_run, a, None, "in-process")[0], None)
 
 
 def handle_key(serial: int, a: argparse.Namespace, via: str = "in-process") -> int:
@@ -285,7 +285,7 @@ def handle_key(serial: int, a: argparse.Namespace, via: str = "in-process") -> i
         r.negate_timeout, r.log_file = a.negate_timeout, a.log_file
         r.lines.append(refused(e, serial, via))
         return apply(r, serial)
-    return apply(key_reply(serial, described, a, None, via), serial)
+    return apply(key_reply(serial, described, a, None, via)[0], serial)
 
 
 def _fail(msg: str) -> NoReturn:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 from . import log, wire
 from .client import DEFAULT_SOCKET, clean_environment
+from .policy_file import DEFAULT_PATH as DEFAULT_POLICY
+from .sources.proxy_cache import CRED_MAX, CacheKey, ProxyCache
 
 LISTEN_FD = 3  # systemd socket activation: the first passed fd
 READ_TIMEOUT = 2.0  # for the client's request to arrive once connected
@@ -45,6 +47,27 @@ QUEUE_MAX = 1024
 class Pending:
     conn: socket.socket
     accepted: float
+
+
+@dataclass
+class CacheState:
+    """Parent: gssproxy credentials of earlier upcalls (root-only memory, never persisted),
+    valid for the policy file they were made under (`sig`); a changed policy empties it."""
+
+    cache: ProxyCache
+    sig: str = ""
+
+
+UPDATE_MAX = CRED_MAX + 4096  # one handler's cache update, bounded like everything it sends
+
+
+def policy_sig(path: str | None) -> str:
+    """What identifies the policy file's content for the cache: inode, mtime, size."""
+    try:
+        st = os.stat(path or DEFAULT_POLICY)
+    except OSError:
+        return "none"
+    return f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,18 +152,27 @@ def serve(listener: socket.socket, max_workers: int, exit_after: int = 0) -> int
     """Parent loop: accept (uid 0 only), acknowledge, queue, fork up to max_workers."""
     queue: deque[Pending] = deque()
     active: set[int] = set()
+    updates: dict[int, bytearray] = {}  # a handler's pipe -> what it sent so far
+    state = CacheState(ProxyCache())
     served = 0
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     while not exit_after or served < exit_after or active or queue:
         _reap(active)
         while queue and len(active) < max_workers:
             p = queue.popleft()
-            active.add(_fork_handler(listener, p))
+            pid, fd = _fork_handler(listener, p, state, list(updates))
+            active.add(pid)
+            updates[fd] = bytearray()
             p.conn.close()
             served += 1
         accepting = not exit_after or served + len(queue) < exit_after
-        ready = select.select([listener] if accepting else [], [], [], 0.05 if active else 1.0)
-        if not ready[0]:
+        lfd = listener.fileno()
+        wait = [lfd] if accepting else []
+        ready, _, _ = select.select([*wait, *updates], [], [], 0.05 if active else 1.0)
+        for fd in ready:
+            if fd != lfd:
+                _read_update(fd, updates, state)
+        if lfd not in ready:
             continue
         try:
             conn, _ = listener.accept()
@@ -171,15 +203,49 @@ def _reap(active: set[int]) -> None:
             active.discard(pid)
 
 
-def _fork_handler(listener: socket.socket, p: Pending) -> int:
+def _read_update(fd: int, updates: dict[int, bytearray], state: CacheState) -> None:
+    """Parent: a handler's cache update, complete at EOF; bounded, checked, then kept."""
+    chunk = os.read(fd, 65536)
+    buf = updates[fd]
+    buf += chunk
+    if chunk and len(buf) <= UPDATE_MAX:
+        return
+    os.close(fd)
+    del updates[fd]
+    if chunk or not buf:
+        return  # oversized (dropped) or nothing to keep
+    try:
+        recs, rest = wire.records(bytes(buf), UPDATE_MAX)
+        f = dict(recs)
+        if rest:
+            return
+        sig = f[b"s"].decode()
+        key = CacheKey(f[b"p"].decode(), f[b"h"].decode(), f[b"k"].decode())
+        blob, expires = f[b"b"], int(f[b"e"])
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return
+    if sig != state.sig:
+        state.cache.clear()  # the policy changed: nothing made under the old one is kept
+        state.sig = sig
+    state.cache.put(key, blob, expires)
+
+
+def _fork_handler(
+    listener: socket.socket, p: Pending, state: CacheState, parent_fds: list[int]
+) -> tuple[int, int]:
+    r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid:
-        return pid
+        os.close(w)
+        return pid, r
     code = 1
     try:
+        os.close(r)
+        for fd in parent_fds:
+            os.close(fd)
         listener.close()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        code = handle(p)
+        code = handle(p, state, w)
     except BaseException:
         code = 1
     finally:
@@ -208,8 +274,9 @@ def _read_request(conn: socket.socket) -> tuple[list[tuple[bytes, bytes]], int |
     return recs, (fds[0] if fds else None)
 
 
-def handle(p: Pending) -> int:
-    """Handler (forked per request): parse, respond exactly as in-process, reply."""
+def handle(p: Pending, state: CacheState | None = None, updates: int = -1) -> int:
+    """Handler (forked per request): parse, respond exactly as in-process, reply; a new
+    gssproxy credential goes to the parent's cache over `updates`."""
     from . import respond
     from .cli import ArgumentError, parse_args
 
@@ -236,13 +303,21 @@ def handle(p: Pending) -> int:
     signal.alarm(int(a.deadline + HANDLER_SLACK))
     resource.setrlimit(resource.RLIMIT_AS, (HANDLER_AS_MAX, HANDLER_AS_MAX))
     via = "daemon" if waited < 1 else f"daemon (queued {waited:.1f} s)"
+    sig = policy_sig(a.policy)
+    cache = state.cache if state is not None and state.sig == sig else ProxyCache()
     if mode == "key":
-        reply = respond.key_reply(serial, text, a, pidfd, via)
+        reply, out = respond.key_reply(serial, text, a, pidfd, via, cache=cache)
     elif mode == "dry":
-        reply = respond.dry_reply(text, a, pidfd, via)
+        reply, out = respond.dry_reply(text, a, pidfd, via, cache=cache)
     else:
         raise ValueError(f"unknown mode {mode!r}")
     p.conn.sendall(reply.encode())
+    if out is not None and out.cache_update is not None and updates >= 0:
+        key, blob, expires = out.cache_update
+        msg = b"".join(wire.record(t, v) for t, v in (
+            (b"s", sig.encode()), (b"p", key.principal.encode()), (b"h", key.host.encode()),
+            (b"k", key.socket.encode()), (b"b", blob), (b"e", b"%d" % expires)))  # fmt: skip
+        os.write(updates, msg[: UPDATE_MAX + 1])
     return 0
 
 

@@ -21,6 +21,7 @@ from .policy import Decision, Policy, ProxyKind, ServerFacts, Step, UserFacts, d
 from .procinfo import CallerInfo, ns_inodes, read_caller
 from .request import Request, SecType
 from .sources.base import Attempt, SourceKind, SourceToken, parse_trail
+from .sources.proxy_cache import CacheKey, ProxyCache, parse_cred
 from .spnego import MechOID, neg_token_init
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class Outcome:
     payload: bytes | None = None
     trail: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    # a gssproxy credential for the daemon's cache: (key, blob, end in unix seconds)
+    cache_update: tuple[CacheKey, bytes, int] | None = None
 
     @property
     def source(self) -> str:
@@ -208,16 +211,21 @@ def _accept(
     """Parent: a worker's success, strictly parsed; the step decides what it may claim."""
     from .errors import WorkerProtocolError
 
-    if set(res) != {"token", "trail"}:
+    extra = {"cred", "cred_expires"} if step.is_proxy else set()
+    if not {"token", "trail"} <= set(res) <= {"token", "trail"} | extra:
         raise WorkerProtocolError(f"{what} wrote a malformed result")
     token = SourceToken.from_json(res["token"], _ALLOWED[step], what)
     return token, [a.as_dict() for a in parse_trail(res["trail"], what)]
 
 
-def run_upcall(req: Request, opts: Options, *, pidfd: int | None = None) -> Outcome:
+def run_upcall(
+    req: Request, opts: Options, *, pidfd: int | None = None, cache: ProxyCache | None = None
+) -> Outcome:
     """Parent: the whole credential search for one request (no keyring). Never raises an
     UpcallError: the outcome carries the reason. `pidfd`: the thin client's pin of the
-    caller (else the caller is pinned here)."""
+    caller (else the caller is pinned here). `cache` (the daemon's): gssproxy credentials of
+    earlier upcalls, handed to the proxy worker so a repeat needs no KDC request; a new one
+    comes back in `Outcome.cache_update`."""
     from . import policy_file
     from .sources import local, proxy
 
@@ -245,6 +253,7 @@ def run_upcall(req: Request, opts: Options, *, pidfd: int | None = None) -> Outc
                     raise DeadlineExceeded(f"no time left for the {step.value} source")
                 if step.is_proxy:
                     assert decision.principal is not None and decision.socket is not None
+                    key = CacheKey(decision.principal, req.host.lower(), decision.socket)
                     pplan = proxy.ProxyPlan(
                         req.host,
                         req.ip,
@@ -253,6 +262,8 @@ def run_upcall(req: Request, opts: Options, *, pidfd: int | None = None) -> Outc
                         decision.socket,
                         decision.proxy,
                         opts.host_krb5_config,
+                        cached=cache.get(key) if cache is not None else None,
+                        export_cred=cache is not None,
                     )
                     # A hung gssproxy makes the interposer wait 15 s per retry: the child is
                     # killed at its own deadline, never later than the upcall's.
@@ -264,6 +275,9 @@ def run_upcall(req: Request, opts: Options, *, pidfd: int | None = None) -> Outc
                     what = "local credential search"
                     res = child.run(partial(local.run, lplan), left, what)
                 token, trail = _accept(res, step, what)
+                if step.is_proxy and cache is not None:
+                    cred = parse_cred(res, what)
+                    out.cache_update = (key, *cred) if cred else None
             except UpcallError as e:
                 out.trail.extend(e.trail)
                 nxt = "next source" if step is not decision.steps[-1] else "no source left"

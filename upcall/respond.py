@@ -19,6 +19,7 @@ from .wire import Reply
 
 if TYPE_CHECKING:
     from .pipeline import Options, Outcome
+    from .sources.proxy_cache import ProxyCache
 
 
 def options(a: argparse.Namespace) -> Options:
@@ -122,8 +123,10 @@ def refused(e: UpcallError, serial: int | None, via: str) -> Line:
     return _refusal(serial, e.reason.value, e.message, e.hint, via=via)
 
 
-def key_reply(serial: int, described: str, a: argparse.Namespace, pidfd: int | None,
-              via: str) -> Reply:  # fmt: skip
+def key_reply(
+    serial: int, described: str, a: argparse.Namespace, pidfd: int | None, via: str,
+    cache: ProxyCache | None = None,
+) -> tuple[Reply, Outcome | None]:  # fmt: skip
     """A kernel key: `described` is keyctl_describe's `type;uid;gid;perm;description`."""
     from .origin import check_origin, parse_describe
     from .pipeline import run_upcall
@@ -136,12 +139,12 @@ def key_reply(serial: int, described: str, a: argparse.Namespace, pidfd: int | N
         req = parse_description(info.description)
     except UpcallError as e:
         r.lines.append(refused(e, serial, via))
-        return r
-    out = run_upcall(req, options(a), pidfd=pidfd)
+        return r, None
+    out = run_upcall(req, options(a), pidfd=pidfd, cache=cache)
     r.lines.extend(_outcome_lines(out, serial, via))
     if out.ok:
         r.payload, r.exit = out.payload, 0
-    return r
+    return r, out
 
 
 def _doc(out: Outcome, via: str) -> dict[str, object]:
@@ -164,7 +167,10 @@ def _doc(out: Outcome, via: str) -> dict[str, object]:
     }
 
 
-def dry_reply(text: str, a: argparse.Namespace, pidfd: int | None, via: str) -> Reply:
+def dry_reply(
+    text: str, a: argparse.Namespace, pidfd: int | None, via: str,
+    cache: ProxyCache | None = None,
+) -> tuple[Reply, Outcome | None]:  # fmt: skip
     """--dry-run DESCRIPTION (or a whole describe string): everything but the keyring."""
     from .origin import check_origin, parse_describe
     from .pipeline import run_upcall
@@ -189,8 +195,8 @@ def dry_reply(text: str, a: argparse.Namespace, pidfd: int | None, via: str) -> 
         r.stdout = (
             json.dumps(doc) if a.json else f"refused: {e.reason.value}: {e.message} ({e.hint})"
         ) + "\n"
-        return r
-    out = run_upcall(req, options(a), pidfd=pidfd)
+        return r, None
+    out = run_upcall(req, options(a), pidfd=pidfd, cache=cache)
     r.lines.extend(_outcome_lines(out, None, via))
     r.payload = out.payload
     if a.json:
@@ -199,7 +205,7 @@ def dry_reply(text: str, a: argparse.Namespace, pidfd: int | None, via: str) -> 
         rows = [f"  {s['source']:<10} {s['outcome']:<7} {s['detail']}" for s in out.trail]
         r.stdout = "\n".join([*rows, summary(out, None, via)]) + "\n"
     r.exit = 0 if out.ok else 1
-    return r
+    return r, out
 
 
 def bad_arguments(serial: int | None, why: str, argv: list[str]) -> Reply:
