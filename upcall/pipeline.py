@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import child
 from .ccache import CcacheChoice, choose
@@ -25,7 +25,9 @@ from .sources.proxy_cache import CacheKey, ProxyCache, parse_cred
 from .spnego import MechOID, neg_token_init
 
 if TYPE_CHECKING:
+    from .child import Result
     from .sources.local import LocalPlan
+    from .sources.proxy import ProxyPlan
 
 
 @dataclass(frozen=True)
@@ -218,16 +220,41 @@ def _accept(
     return token, [a.as_dict() for a in parse_trail(res["trail"], what)]
 
 
+class Workers(Protocol):
+    """The seam under the orchestrator: how a step's worker runs and what it returns (the
+    untrusted result dict). Tests drive the pipeline with fakes; the helper forks."""
+
+    def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result: ...
+
+
+class ForkedWorkers:
+    """Each step in its own forked worker under `budget` seconds (child.run)."""
+
+    def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
+        from .sources import local, proxy
+
+        if isinstance(plan, proxy.ProxyPlan):
+            return child.run(partial(proxy.run, plan), budget, what)
+        return child.run(partial(local.run, plan), budget, what)
+
+
 def run_upcall(
-    req: Request, opts: Options, *, pidfd: int | None = None, cache: ProxyCache | None = None
+    req: Request,
+    opts: Options,
+    *,
+    pidfd: int | None = None,
+    cache: ProxyCache | None = None,
+    workers: Workers | None = None,
 ) -> Outcome:
     """Parent: the whole credential search for one request (no keyring). Never raises an
     UpcallError: the outcome carries the reason. `pidfd`: the thin client's pin of the
     caller (else the caller is pinned here). `cache` (the daemon's): gssproxy credentials of
     earlier upcalls, handed to the proxy worker so a repeat needs no KDC request; a new one
-    comes back in `Outcome.cache_update`."""
+    comes back in `Outcome.cache_update`. Parent process (the handler), host namespaces."""
     from . import policy_file
-    from .sources import local, proxy
+    from .sources import proxy
+
+    workers = workers or ForkedWorkers()
 
     start = time.monotonic()
     end = start + opts.deadline
@@ -269,11 +296,11 @@ def run_upcall(
                     # killed at its own deadline, never later than the upcall's.
                     budget = min(left, pol.defaults.deadline or left)
                     what = pplan.label
-                    res = child.run(partial(proxy.run, pplan), budget, what)
+                    res = workers.run(step, pplan, budget, what)
                 else:
                     lplan = _local_plan(req, uid, opts, caller, ns, ident)
                     what = "local credential search"
-                    res = child.run(partial(local.run, lplan), left, what)
+                    res = workers.run(step, lplan, left, what)
                 token, trail = _accept(res, step, what)
                 if step.is_proxy and cache is not None:
                     cred = parse_cred(res, what)
