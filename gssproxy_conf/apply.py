@@ -8,13 +8,12 @@ nothing.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from upcall import files
 
 from . import merged
 from .errors import Code, MergeConflict, OwnershipError, Problem, WriteError
@@ -108,30 +107,9 @@ def refusals(states: Iterable[FileState]) -> list[Problem]:
     return out
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(target: Path, content: str, mode: int) -> None:
-    """Temp file in the same directory, fsync, rename over, fsync the directory."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(target.parent)
+    """The helper's atomic writer (upcall/files.py), for text."""
+    files.write_atomic(str(target), content.encode("utf-8"), mode)
 
 
 def staged_gssproxy(states: list[FileState], root: Path) -> merged.Staged:
@@ -177,7 +155,7 @@ def apply(
                 write_atomic(s.target, s.wanted.content, s.wanted.mode)
             elif s.action is Action.REMOVE:
                 s.target.unlink()
-                _fsync_dir(s.target.parent)
+                files.fsync_dir(str(s.target.parent))
         except OSError as exc:
             raise WriteError([Problem(Code.IO, f"{s.target}: {exc.strerror or exc}")]) from None
     return states
@@ -217,7 +195,7 @@ def remove(
     for s in states:
         try:
             s.target.unlink()
-            _fsync_dir(s.target.parent)
+            files.fsync_dir(str(s.target.parent))
         except OSError as exc:
             raise WriteError([Problem(Code.IO, f"{s.target}: {exc.strerror or exc}")]) from None
     return states

@@ -1,4 +1,4 @@
-"""Lint an existing gssproxy configuration for the traps of gssproxy 0.9 (notes/gssproxy.md).
+"""Lint an existing gssproxy configuration for the traps of gssproxy 0.9 (docs/impersonation.md).
 
 ``lint`` is pure: it takes the main file and the directory's files as (name, text) pairs, in
 the order gssproxy reads them. ``lint_paths`` does the reading.

@@ -8,10 +8,14 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from upcall import paths
+from upcall.policy import Mode as Mode  # the helper's policy vocabulary: one owner
+from upcall.policy import ProxyKind as ProxyKind
+
 from .packaged import HELPER_PATH
 
 DEFAULT_HELPER = HELPER_PATH
-DEFAULT_POLICY = PurePosixPath("/etc/cifs-upcall/policy.yaml")
+DEFAULT_POLICY = PurePosixPath(paths.POLICY_FILE)
 DEFAULT_SMB_SOCKET = PurePosixPath("/run/gssproxy/cifs/cifs.sock")
 # AD's "Protected Users" as host NSS spells it: as created (winbind) and lower-cased (sssd)
 PROTECTED_USERS_GROUPS = ("Protected Users", "protected users")
@@ -23,22 +27,6 @@ class Delegation(enum.Enum):
 
     PROTOCOL_TRANSITION = "protocol-transition"  # classic KCD: msDS-AllowedToDelegateTo + T2A4D
     RBCD = "rbcd"  # msDS-AllowedToActOnBehalfOfOtherIdentity on each file server
-
-
-class Mode(enum.Enum):
-    """Helper policy: which credential source to try first (the policy file's ``mode``)."""
-
-    LOCAL_ONLY = "local-only"
-    LOCAL_FIRST = "local-first"
-    PROXY_FIRST = "proxy-first"
-    PROXY_ONLY = "proxy-only"
-
-
-class ProxyKind(enum.Enum):
-    """Helper policy: what the gssproxy service behind a rule's socket does (``proxy``)."""
-
-    IMPERSONATE = "impersonate"  # the SMB service: S4U2Self + S4U2Proxy
-    OWN_KEYTAB = "own-keytab"  # a protected user's service: their own client keytab
 
 
 class KdcFlavor(enum.Enum):

@@ -1,8 +1,10 @@
-"""Facts about the installed cifs-upcall package that the generator renders. One owner each:
-the Debian package installs the helper here (debian/ is the other side of this fact)."""
+"""Facts about the installed cifs-upcall package that the generator renders. The helper owns
+them (upcall/paths.py); this module only gives them the generator's types."""
 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-HELPER_PATH = PurePosixPath("/usr/sbin/cifs-upcall")
+from upcall import paths
+
+HELPER_PATH = PurePosixPath(paths.HELPER_PATH)

@@ -1,6 +1,6 @@
 """gssproxy service snippets: SMB impersonation, NFS client, protected users.
 
-Rules baked in (see notes/gssproxy.md): one unique ``[service/...]`` per file and no
+Rules baked in (see docs/impersonation.md): one unique ``[service/...]`` per file and no
 ``[gssproxy]`` section (snippets cannot set globals, repeated names are dropped), ``mechs``
 exactly ``krb5``, a dedicated socket instead of ``program=`` (a Python client is seen as its
 interpreter), whole-line comments only, and no impersonation on a service that callers use

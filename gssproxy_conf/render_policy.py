@@ -1,5 +1,5 @@
-"""The helper's policy file (YAML). Its schema belongs to the helper (issue 3); everything
-that knows that schema on the generator side is in this module, so it can follow changes.
+"""The helper's policy file (YAML). Its schema belongs to the helper (upcall/policy_yaml.py);
+everything that knows that schema on the generator side is in this module, so it can follow changes.
 
 Shape rendered::
 
@@ -93,4 +93,14 @@ def render(c: Config) -> list[Rendered]:
         policy_data(c), Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False, width=100
     )
     header = "# Policy for cifs-upcall (see its documentation). First matching rule wins.\n"
-    return [Rendered(c.helper.policy, header + body, Kind.POLICY)]
+    text = header + body
+    # The helper's own parser reads what we wrote: the schema has one owner, and a drift
+    # between the two sides is a generator bug found here, never on a client.
+    from upcall.errors import BadPolicy
+    from upcall.policy_file import parse
+
+    try:
+        parse(text, str(c.helper.policy))
+    except BadPolicy as e:
+        raise AssertionError(f"generated policy rejected by cifs-upcall: {e}") from None
+    return [Rendered(c.helper.policy, text, Kind.POLICY)]

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from upcall import paths
+
 from .model import Config
 from .rendered import Kind, Rendered
 
-REQUEST_KEY_FILE = PurePosixPath("/etc/request-key.d/cifs-upcall.conf")
+REQUEST_KEY_FILE = PurePosixPath(paths.REQUEST_KEY_FILE)
 # where gssproxy-conf wrote the rule before; a marked file there is ours and is removed
-LEGACY_REQUEST_KEY_FILE = PurePosixPath("/etc/request-key.d/cifs.spnego.conf")
-DESCRIPTION = "ver=0x2;*"
+LEGACY_REQUEST_KEY_FILE = PurePosixPath(paths.CIFS_UTILS_REQUEST_KEY_FILE)
 
 
 def arguments(c: Config) -> list[str]:
@@ -35,8 +36,6 @@ def command(c: Config) -> list[str]:
 
 
 def render(c: Config) -> list[Rendered]:
-    body = (
-        "# op  type         description  callout  program\n"
-        f"create cifs.spnego {DESCRIPTION} * {' '.join(command(c))}\n"
-    )
+    line = paths.request_key_line(str(c.helper.path), tuple(arguments(c)))
+    body = f"# op  type         description  callout  program\n{line}\n"
     return [Rendered(REQUEST_KEY_FILE, body, Kind.REQUEST_KEY)]

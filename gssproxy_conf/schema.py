@@ -85,6 +85,8 @@ def _int_in(lo: int, hi: int, what: str = "a number") -> Callable[[YNode], int]:
 
 
 _uid = _int_in(0, 2**32 - 2, "a numeric uid")
+# the helper refuses min_uid 0 (uid 0 is never impersonated anyway): its parser decides
+_min_uid = _int_in(1, 2**32 - 2, "a numeric uid of at least 1")
 
 
 def _enum(cls: type[E]) -> Callable[[YNode], E]:
@@ -219,8 +221,9 @@ def _smb(node: YNode, problems: list[Problem]) -> m.Smb:
         impersonate=s.get("impersonate", _bool, True),
         socket=s.get("socket", _path(v.socket_path), m.DEFAULT_SMB_SOCKET),
         policy=s.get("policy", _enum(m.Mode), m.Mode.LOCAL_FIRST),
-        min_uid=s.get("min_uid", _uid, 1000),
-        deadline=s.get("deadline", _int_in(1, 3600, "seconds"), 10),
+        min_uid=s.get("min_uid", _min_uid, 1000),
+        # the helper accepts (0, 300] (policy_yaml): the same bound here
+        deadline=s.get("deadline", _int_in(1, 300, "seconds"), 10),
     )
 
 

@@ -1,7 +1,7 @@
 """cifs-upcall: the entry point /sbin/request-key runs for cifs.spnego keys.
 
     /etc/request-key.d/cifs.spnego.conf:
-        create  cifs.spnego  *  *  /opt/cifs-upcall/bin/cifs-upcall %k
+        create  cifs.spnego  ver=0x2;*  *  /usr/sbin/cifs-upcall %k
 
 Flags follow cifs.upcall's. `--dry-run DESCRIPTION` runs the whole pipeline but the keyring.
 """
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 EPILOG = """\
 The kernel gives the helper only HOME and PATH; set options in request-key.d, e.g.
-  create cifs.spnego * * /opt/cifs-upcall/bin/cifs-upcall -k /etc/krb5.conf %k
+  create cifs.spnego ver=0x2;* * /usr/sbin/cifs-upcall -k /etc/krb5.conf %k
 Every upcall logs one line to syslog (daemon facility, ident cifs-upcall) with outcome=,
 source=, principal=, spn= and, on failure, reason= and hint=. -d adds each step tried.
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 import os
 import sys
 
-DEFAULT_SOCKET = "/run/cifs-upcall/upcall.sock"
+from .paths import DAEMON_SOCKET as DEFAULT_SOCKET
+
+__all__ = ["DEFAULT_SOCKET", "apply", "clean_environment", "main", "parse_serial", "settled"]
+
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 SERIAL_MAX = 2**31 - 1  # key_serial_t is int32_t; serials are positive
 ACK_BOUND = 2.0  # seconds for a daemon to accept before the client works in-process
@@ -195,7 +198,9 @@ def apply(reply: object, serial: int | None) -> int:
             sys.stdout.write(reply.stdout)
             sys.stdout.flush()
         if reply.payload is not None and reply.payload_out:
-            write_private(reply.payload_out, reply.payload)
+            from .files import write_atomic
+
+            write_atomic(reply.payload_out, reply.payload, 0o600)
         if serial is None:
             return reply.exit
         if reply.exit == 0 and reply.payload is not None:
@@ -235,18 +240,3 @@ def _negate(serial: int, timeout: int) -> None:
         keyring.negate(serial, timeout)
     except KeyringError as e:  # no authority: not run by request-key (the line says why)
         log.emit(7, log.kv(key=serial, error=e.message))
-
-
-def write_private(path: str, data: bytes) -> None:
-    """Root writes a secret (a session key) where an admin said: 0600, never through a
-    symlink, complete or not at all."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

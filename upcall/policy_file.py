@@ -17,9 +17,10 @@ import os
 import stat
 
 from .errors import BadPolicy
+from .paths import POLICY_FILE
 from .policy import Policy
 
-DEFAULT_PATH = "/etc/cifs-upcall/policy.yaml"
+DEFAULT_PATH = POLICY_FILE
 MAX_SIZE = 1 << 20
 
 

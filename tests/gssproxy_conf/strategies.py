@@ -39,8 +39,8 @@ def configs(draw: st.DrawFn) -> m.Config:
         impersonate,
         draw(sock("cifs")),
         policy,
-        draw(st.integers(0, 60000)),
-        draw(st.integers(1, 3600)),
+        draw(st.integers(1, 60000)),  # min_uid: the helper's parser refuses 0
+        draw(st.integers(1, 300)),  # deadline: the helper's parser allows (0, 300]
     )
     names = draw(st.lists(login, max_size=6, unique=True))
     uids = draw(

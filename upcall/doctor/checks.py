@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from ..cli import argument_errors
+from ..paths import request_key_line
 from .facts import (
     DryRunFacts,
     KdcFacts,
@@ -22,7 +23,7 @@ from .facts import (
 from .report import Check, fail, ok, warn
 
 PACKAGED_CONF = "/etc/request-key.d/cifs-upcall.conf"
-PACKAGED_LINE = "create cifs.spnego ver=0x2;* * /usr/sbin/cifs-upcall %k"
+PACKAGED_LINE = request_key_line()
 MAX_SKEW = 300.0  # MIT's and AD's default clockskew (5 minutes)
 WARN_SKEW = 60.0
 _CIFS_UTILS = "cifs.upcall"

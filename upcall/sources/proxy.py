@@ -1,6 +1,6 @@
 """The gssproxy source, run in a forked child that stays root in the host namespaces.
 
-Identity model (C) of notes/gssproxy.md: the child connects as root to a dedicated socket in a
+Identity model (C) of docs/impersonation.md: the child connects as root to a dedicated socket in a
 root-only directory, served by `euid = 0`, `impersonate = yes`, `cred_usage = initiate`, and
 names the user as a Kerberos principal; gssproxy does S4U2Self at acquire and S4U2Proxy at
 init, with the client keytab it holds. The policy (policy.py) already decided that this user
