@@ -34,15 +34,20 @@ class KrbToken:
     spn: str
 
 
-class GssFailure(CredentialError):
-    def __init__(self, message: str, classified: Classified):
-        super().__init__(message, hint=classified.hint, reason=classified.reason)
-        self.classified = classified
+def failure(e: gssapi.exceptions.GSSError, what: str, who: str, spn: str = "") -> CredentialError:
+    """A krb5 failure of the user's own credentials, classified once (classify.py's table)."""
+    c: Classified = classify(e.min_code, who=who, spn=spn or "the server")
+    return CredentialError(f"{what}: {e.gen_message()}", hint=c.hint, reason=c.reason)
 
 
-def failure(e: gssapi.exceptions.GSSError, what: str, who: str, spn: str = "") -> GssFailure:
-    c = classify(e.min_code, who=who, spn=spn or "the server")
-    return GssFailure(f"{what}: {e.gen_message()}", c)
+class InitFailure(Exception):
+    """gss_init_sec_context failed for one SPN: the raw GSS error, for the source to classify
+    with its own table (a gssproxy minor code means something else than a krb5 one)."""
+
+    def __init__(self, error: gssapi.exceptions.GSSError, spn: SpnCandidate):
+        super().__init__(str(error))
+        self.error = error
+        self.spn = spn
 
 
 def _enctype(oid_bytes: bytes) -> int:
@@ -63,7 +68,7 @@ def initiate(spn: SpnCandidate, creds: Any = None, *, who: str) -> KrbToken:
         )
         token = ctx.step()
     except gssapi.exceptions.GSSError as e:
-        raise failure(e, f"no ticket for {spn.principal}", who, spn.principal) from e
+        raise InitFailure(e, spn) from None
     if not ctx.complete:
         raise CredentialError("krb5 context did not complete in one step (mutual auth?)")
     key, oid = gssapi.raw.inquire_sec_context_by_oid(ctx, INQ_SSPI_SESSION_KEY)

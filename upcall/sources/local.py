@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .. import boundary, identity, namespaces
 from ..ccache import CcacheChoice
@@ -21,7 +22,7 @@ from ..errors import CredentialError, NamespaceError, Reason, UpcallError
 from ..request import IPAddress
 from ..spn import SpnCandidate, SystemResolver, candidates
 from .base import Attempt, SourceKind, SourceToken
-from .spn_attempts import first_token
+from .spn_attempts import Translate, first_token
 
 KEYTAB_CCACHE = "MEMORY:cifs-upcall-keytab"
 
@@ -57,10 +58,15 @@ class _Candidates:
             yield c
 
 
-def _as_is(e: Exception, spn: SpnCandidate) -> tuple[str, UpcallError]:
-    """Local failures are already classified krb5 errors (gss.GssFailure)."""
-    assert isinstance(e, UpcallError)
-    return f"{spn.principal}: {e.message}", e
+def _krb5_failure(who: str) -> Translate:
+    """The user's own credentials: classified once, with the krb5 table."""
+    from .. import gss
+
+    def translate(e: Any, spn: SpnCandidate) -> tuple[str, UpcallError]:
+        f = gss.failure(e, f"no ticket for {spn.principal}", who, spn.principal)
+        return f"{spn.principal}: {f.message}", f
+
+    return translate
 
 
 def _ccache_source(
@@ -94,7 +100,7 @@ def _ccache_source(
     except gssapi.exceptions.ExpiredCredentialsError:
         # A still-valid service ticket in the cache may serve: try, and report expiry if not.
         trail.append(Attempt(SourceKind.CCACHE.value, "note", f"TGT in {where} has expired"))
-    tok = first_token(spns, creds, who, trail, SourceKind.CCACHE, _as_is)
+    tok = first_token(spns, creds, who, trail, SourceKind.CCACHE, _krb5_failure(who))
     trail.append(Attempt(SourceKind.CCACHE.value, "ok", f"{tok.principal} from {where}"))
     return tok
 
@@ -144,7 +150,7 @@ def _keytab_source(plan: LocalPlan, spns: _Candidates, trail: list[Attempt]) -> 
         f = gss.failure(e, f"keytab {keytab} gives no credentials for {who}", who)
         trail.append(Attempt(SourceKind.KEYTAB.value, "failed", f.message, Reason.KEYTAB.value))
         raise f from e
-    tok = first_token(spns, creds, who, trail, SourceKind.KEYTAB, _as_is)
+    tok = first_token(spns, creds, who, trail, SourceKind.KEYTAB, _krb5_failure(who))
     trail.append(Attempt(SourceKind.KEYTAB.value, "ok", f"{tok.principal} from keytab {keytab}"))
     return tok
 

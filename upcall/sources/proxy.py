@@ -130,14 +130,12 @@ def _drop() -> None:
         os.close(status)
 
 
-def _failure(e: object, plan: ProxyPlan, phase: ProxyPhase, spn: str, what: str) -> UpcallError:
-    minor = getattr(e, "min_code", 0) or 0
+def _failure(e: Any, plan: ProxyPlan, phase: ProxyPhase, spn: str, what: str) -> UpcallError:
+    """A gssapi error through the interposer, classified once with gssproxy's table."""
     c = classify_proxy(
-        minor, phase=phase, who=plan.principal, spn=spn, impersonation=plan.impersonates
+        e.min_code or 0, phase=phase, who=plan.principal, spn=spn, impersonation=plan.impersonates
     )
-    gen = getattr(e, "gen_message", None)
-    text = gen() if callable(gen) else str(e)
-    return CredentialError(f"{what}: {text}", hint=c.hint, reason=c.reason)
+    return CredentialError(f"{what}: {e.gen_message()}", hint=c.hint, reason=c.reason)
 
 
 @contextmanager
@@ -168,9 +166,9 @@ def _token(plan: ProxyPlan, creds: Any, trail: list[Attempt]) -> SourceToken:
     """The SPN loop (candidates looked up lazily) with gssproxy's failures classified."""
     spns = candidates(plan.host, plan.ip, trust_dns=plan.trust_dns, resolver=SystemResolver())
 
-    def translate(e: Exception, spn: SpnCandidate) -> tuple[str, UpcallError]:
-        # gssproxy's minor codes carry an offset and mean S4U refusals here: reclassify
-        f = _failure(e.__cause__, plan, ProxyPhase.INIT, spn.principal, spn.principal)
+    def translate(e: Any, spn: SpnCandidate) -> tuple[str, UpcallError]:
+        # gssproxy's minor codes carry an offset and mean S4U refusals here: its own table
+        f = _failure(e, plan, ProxyPhase.INIT, spn.principal, spn.principal)
         return f.message, f
 
     return first_token(

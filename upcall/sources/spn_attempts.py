@@ -8,13 +8,15 @@ so no DNS look-up is made for a failure a different name cannot fix.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..errors import CredentialError, Reason, UpcallError
 from ..spn import SpnCandidate
 from .base import Attempt, SourceKind, SourceToken
 
-# How a source turns a GSS failure for one SPN into (trail detail, error to report).
-Translate = Callable[[Exception, SpnCandidate], tuple[str, UpcallError]]
+# How a source classifies a GSS failure for one SPN (once, with its own table): the raw
+# gssapi error -> (trail detail, error to report).
+Translate = Callable[[Any, SpnCandidate], tuple[str, UpcallError]]
 
 
 def first_token(
@@ -33,12 +35,12 @@ def first_token(
     for spn in spns:
         try:
             tok = gss.initiate(spn, creds, who=who)
-        except gss.GssFailure as e:
-            detail, err = translate(e, spn)
+        except gss.InitFailure as e:
+            detail, err = translate(e.error, spn)
             trail.append(Attempt(kind.value, "failed", detail, err.reason.value))
             last = err
             if err.reason is not Reason.UNKNOWN_SERVER:
-                raise err from e
+                raise err from None
             continue
         return SourceToken(
             kind, tok.token, tok.session_key, tok.enctype, tok.principal, tok.spn, impersonated
