@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from upcall import paths
-from upcall.policy import Mode as Mode  # the helper's policy vocabulary: one owner
-from upcall.policy import ProxyKind as ProxyKind
+from upcall.policy.rules import Mode as Mode  # the helper's policy vocabulary: one owner
+from upcall.policy.rules import ProxyKind as ProxyKind
 
 from .packaged import HELPER_PATH
 

@@ -1,4 +1,4 @@
-"""The helper's policy file (YAML). Its schema belongs to the helper (upcall/policy_yaml.py);
+"""The helper's policy file (YAML). Its schema belongs to the helper (upcall/policy/parse.py);
 everything that knows that schema on the generator side is in this module, so it can follow changes.
 
 Shape rendered::
@@ -97,7 +97,7 @@ def render(c: Config) -> list[Rendered]:
     # The helper's own parser reads what we wrote: the schema has one owner, and a drift
     # between the two sides is a generator bug found here, never on a client.
     from upcall.errors import BadPolicy
-    from upcall.policy_file import parse
+    from upcall.policy.file import parse
 
     try:
         parse(text, str(c.helper.policy))

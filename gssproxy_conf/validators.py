@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from upcall.policy_yaml import SUN_PATH_MAX
+from upcall.policy.parse import SUN_PATH_MAX
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
@@ -17,7 +17,7 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _SHARE_RE = re.compile(r"^//([^/]+)/([^/\s]+)(/[^\s]*)?$")
 
 # sun_path is 108 bytes with the NUL; gssproxy silently truncates longer paths (strncpy):
-# SUN_PATH_MAX is the helper's limit (upcall/policy_yaml.py), one owner
+# SUN_PATH_MAX is the helper's limit (upcall/policy/parse.py), one owner
 
 
 def hostname(value: str) -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.lab.samba import SambaLab, can_run_lab, running_lab
 from tests.lab.smb_client import smb_session
-from upcall.payload import SpnegoMsg
+from upcall.kernel.payload import SpnegoMsg
 
 HELPER = "/opt/cifs-upcall/bin/cifs-upcall"
 

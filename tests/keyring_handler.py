@@ -1,5 +1,5 @@
 #!/opt/cifs-upcall/bin/python3
-"""A request-key handler for `user` keys named `cifs-upcall-test:*`, built on upcall.keyring.
+"""A request-key handler for `user` keys named `cifs-upcall-test:*`, built on upcall.kernel.keyring.
 
 The kernel has no cifs.spnego key type without cifs.ko, so the keyring edge (assume authority,
 describe, instantiate, negate) is exercised on `user` keys through the real /sbin/request-key.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from upcall import keyring
+from upcall.kernel import keyring
 
 
 def main() -> int:

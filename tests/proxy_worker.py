@@ -28,9 +28,9 @@ def run_worker(plan: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
 
 
 def main() -> None:
-    from upcall import child
     from upcall.errors import UpcallError
     from upcall.sources import proxy
+    from upcall.worker import child
 
     d = json.load(sys.stdin)
     cached = d.pop("cached", None)

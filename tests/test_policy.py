@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from upcall.policy import (
+from upcall.policy.rules import (
     Decision,
     Defaults,
     Match,

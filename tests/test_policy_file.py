@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from upcall import policy_file
 from upcall.errors import BadPolicy, Reason
-from upcall.policy import Mode, ProxyKind, ServerFacts, Step, UidRange, UserFacts, decide
+from upcall.policy import file as policy_file
+from upcall.policy.rules import (
+    Mode,
+    ProxyKind,
+    ServerFacts,
+    Step,
+    UidRange,
+    UserFacts,
+    decide,
+)
 
 GOLDEN = Path(__file__).parent / "gssproxy_conf" / "golden"
 

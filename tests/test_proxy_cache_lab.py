@@ -20,7 +20,7 @@ from tests.lab.smb_client import smb_session
 from tests.proxy_fixtures import Rig, gssproxy_rig
 from tests.proxy_worker import run_worker
 from tests.test_proxy_lab import _s4u_lines
-from upcall.spnego import MechOID, neg_token_init
+from upcall.krb5.spnego import MechOID, neg_token_init
 
 pytestmark = pytest.mark.lab
 

@@ -6,9 +6,9 @@ import errno
 
 import pytest
 
-from upcall.classify import PROXY_BASE, ProxyPhase, classify_proxy, proxy_code
 from upcall.errors import Reason
-from upcall.krb5_profile import parse_lines
+from upcall.krb5.classify import PROXY_BASE, ProxyPhase, classify_proxy, proxy_code
+from upcall.krb5.profile import parse_lines
 
 ACQ, INIT = ProxyPhase.ACQUIRE, ProxyPhase.INIT
 

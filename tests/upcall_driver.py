@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab.samba import SambaLab
-from upcall.payload import SpnegoMsg
+from upcall.kernel.payload import SpnegoMsg
 
 HELPER = "/opt/cifs-upcall/bin/cifs-upcall"
 

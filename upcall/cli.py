@@ -271,9 +271,10 @@ def dry_run(a: argparse.Namespace) -> int:
 def handle_key(serial: int, a: argparse.Namespace, via: str = "in-process") -> int:
     """Answer the key in this process: describe it, run the responder, then instantiate or
     negate (client.apply negates on every path that does not instantiate, even a crash)."""
-    from . import keyring, pipeline  # noqa: F401 - a broken installation fails here, first
+    from . import pipeline  # noqa: F401 - a broken installation fails here, first
     from .client import apply
     from .errors import UpcallError
+    from .kernel import keyring
     from .respond import key_reply, refused
     from .wire import Reply
 

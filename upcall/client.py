@@ -99,7 +99,7 @@ def _main(args: list[str]) -> int:
 
 def run(mode: str, serial: int, argv: list[str]) -> int:
     """Key or dry run through the daemon, else in-process. Negates on every failure path."""
-    from . import _keyctl
+    from .kernel import _keyctl
 
     described = ""
     reply = None
@@ -122,7 +122,7 @@ def run(mode: str, serial: int, argv: list[str]) -> int:
 
 
 def _pin(description: str) -> int:
-    from .pidpin import PinError, pin
+    from .caller.pidpin import PinError, pin
     from .wire import pid_hint
 
     pid = pid_hint(description)
@@ -221,8 +221,9 @@ def settled() -> bool:
 
 
 def _instantiate(serial: int, payload: bytes) -> bool:
-    from . import keyring, log
+    from . import log
     from .errors import KeyringError
+    from .kernel import keyring
 
     try:
         keyring.instantiate(serial, payload)
@@ -233,8 +234,9 @@ def _instantiate(serial: int, payload: bytes) -> bool:
 
 
 def _negate(serial: int, timeout: int) -> None:
-    from . import keyring, log
+    from . import log
     from .errors import KeyringError
+    from .kernel import keyring
 
     try:
         keyring.negate(serial, timeout)

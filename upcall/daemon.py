@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from . import log, wire
 from .client import DEFAULT_SOCKET, clean_environment
-from .policy_file import DEFAULT_PATH as DEFAULT_POLICY
+from .policy.file import DEFAULT_PATH as DEFAULT_POLICY
 from .sources.proxy_cache import CRED_MAX, CacheKey, ProxyCache
 
 LISTEN_FD = 3  # systemd socket activation: the first passed fd
@@ -100,7 +100,7 @@ def preload() -> None:
     import keyutils  # noqa: F401
     import yaml  # noqa: F401
 
-    from . import boundary, cli, gss, krb5_profile, policy_file, policy_yaml, respond  # noqa: F401
+    from .policy import file as policy_file  # noqa: F401
     from .sources import local, proxy  # noqa: F401
 
 

@@ -11,23 +11,23 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from . import child
-from .ccache import CcacheChoice, choose
+from .caller.ccache import CcacheChoice, choose
+from .caller.identity import Identity, resolve, target
+from .caller.namespaces import NamespacePlan, plan
+from .caller.procinfo import CallerInfo, ns_inodes, read_caller
 from .errors import DeadlineExceeded, PolicyError, Reason, UnsupportedMech, UpcallError
-from .identity import Identity, resolve, target
-from .namespaces import NamespacePlan, plan
-from .payload import SpnegoMsg
-from .policy import Decision, Policy, ProxyKind, ServerFacts, Step, UserFacts, decide
-from .procinfo import CallerInfo, ns_inodes, read_caller
-from .request import Request, SecType
+from .kernel.payload import SpnegoMsg
+from .kernel.request import Request, SecType
+from .krb5.spnego import MechOID, neg_token_init
+from .policy.rules import Decision, Policy, ProxyKind, ServerFacts, Step, UserFacts, decide
 from .sources.base import Attempt, SourceKind, SourceToken, parse_trail
 from .sources.proxy_cache import CacheKey, ProxyCache, parse_cred
-from .spnego import MechOID, neg_token_init
+from .worker import child
 
 if TYPE_CHECKING:
-    from .child import Result
     from .sources.local import LocalPlan
     from .sources.proxy import ProxyPlan
+    from .worker.child import Result
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def _user_facts(ident: Identity, policy: Policy) -> UserFacts:
 
 
 def _decide(req: Request, ident: Identity, policy: Policy, krb5_config: str | None) -> Decision:
-    from .krb5_profile import load
+    from .krb5.profile import load
 
     facts = load(krb5_config) if policy.rules or policy.defaults.socket else None
     realm = facts.host_realm(req.host) if facts and policy.needs_server_realm else None
@@ -251,7 +251,7 @@ def run_upcall(
     caller (else the caller is pinned here). `cache` (the daemon's): gssproxy credentials of
     earlier upcalls, handed to the proxy worker so a repeat needs no KDC request; a new one
     comes back in `Outcome.cache_update`. Parent process (the handler), host namespaces."""
-    from . import policy_file
+    from .policy import file as policy_file
     from .sources import proxy
 
     workers = workers or ForkedWorkers()

@@ -128,9 +128,9 @@ def key_reply(
     cache: ProxyCache | None = None,
 ) -> tuple[Reply, Outcome | None]:  # fmt: skip
     """A kernel key: `described` is keyctl_describe's `type;uid;gid;perm;description`."""
-    from .origin import check_origin, parse_describe
+    from .kernel.origin import check_origin, parse_describe
+    from .kernel.request import parse_description
     from .pipeline import run_upcall
-    from .request import parse_description
 
     r = _reply(a)
     try:
@@ -172,9 +172,9 @@ def dry_reply(
     cache: ProxyCache | None = None,
 ) -> tuple[Reply, Outcome | None]:  # fmt: skip
     """--dry-run DESCRIPTION (or a whole describe string): everything but the keyring."""
-    from .origin import check_origin, parse_describe
+    from .kernel.origin import check_origin, parse_describe
+    from .kernel.request import parse_description
     from .pipeline import run_upcall
-    from .request import parse_description
 
     r = _reply(a)
     r.echo = a.debug

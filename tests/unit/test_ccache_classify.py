@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from upcall import ccache
-from upcall.classify import CC_NOTFOUND, S_PRINCIPAL_UNKNOWN, TKT_EXPIRED, classify, signed
+from upcall.caller import ccache
+from upcall.caller.procinfo import IdMap
 from upcall.errors import Reason
-from upcall.procinfo import IdMap
+from upcall.krb5.classify import CC_NOTFOUND, S_PRINCIPAL_UNKNOWN, TKT_EXPIRED, classify, signed
 
 
 def test_first_non_empty_krb5ccname_wins() -> None:

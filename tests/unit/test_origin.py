@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from upcall.errors import BadDescription, ForeignKey
-from upcall.origin import KERNEL_PERM, check_origin, parse_describe
+from upcall.kernel.origin import KERNEL_PERM, check_origin, parse_describe
 
 KERNEL = (
     "cifs.spnego;0;0;39010000;ver=0x2;host=vm1;ip4=192.168.122.73;sec=krb5;uid=0x0;"

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from upcall.errors import BadDescription, UnsupportedVersion
-from upcall.request import SecType, UpcallTarget, parse_description
+from upcall.kernel.request import SecType, UpcallTarget, parse_description
 
 KERNEL_6_12 = (
     "ver=0x2;host=dc.lab.test;ip4=192.0.2.10;sec=krb5;uid=0x7d1;creduid=0x7d1;"

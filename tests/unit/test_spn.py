@@ -6,8 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from itertools import islice
 
-from upcall.request import IPAddress
-from upcall.spn import candidates
+from upcall.kernel.request import IPAddress
+from upcall.krb5.spn import candidates
 
 
 @dataclass

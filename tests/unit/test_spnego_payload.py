@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from spnego._spnego import NegTokenInit, unpack_token
 
-from upcall.payload import SpnegoMsg
-from upcall.spnego import MechOID, encode_oid, neg_token_init
+from upcall.kernel.payload import SpnegoMsg
+from upcall.krb5.spnego import MechOID, encode_oid, neg_token_init
 
 
 @pytest.mark.parametrize("mech", [MechOID.KRB5, MechOID.MS_KRB5])

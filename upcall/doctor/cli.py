@@ -70,7 +70,7 @@ def _context(root: str, rk: RequestKeyFacts) -> Context:
 
 def run_doctor(a: argparse.Namespace) -> list[Check]:
     """Every check, in the order an upcall meets what it checks."""
-    from ..policy import Policy, UserFacts, principal_for
+    from ..policy.rules import Policy, UserFacts, principal_for
 
     out: list[Check] = []
     rk = gather.request_key(a.root, a.server or DEFAULT_SERVER)

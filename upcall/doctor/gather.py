@@ -1,8 +1,8 @@
 """doctor's thin edges: each function reads one part of the live system into facts.
 
 Runs in the doctor process (root, an admin's shell, host namespaces). The GSSAPI probes run in
-forked children (upcall.child), so the interposer environment one of them sets never leaks into
-another or into the parent. `root` is a prefix for /etc (request-key.d, request-key.conf,
+forked children (upcall.worker.child), so the interposer environment one of them sets never
+leaks into another or into the parent. `root` is a prefix for /etc (request-key.d, request-key.conf,
 gssproxy, the default policy path), so tests can point doctor at a tree of their own.
 """
 
@@ -87,9 +87,9 @@ def request_key(root: str, server: str) -> RequestKeyFacts:
 
 def policy(path: str, explicit: bool) -> tuple[PolicyFacts, object | None]:
     """Trust and schema of the policy file, with the helper's own loader."""
-    from .. import policy_file
     from ..errors import BadPolicy
-    from ..policy import Policy
+    from ..policy import file as policy_file
+    from ..policy.rules import Policy
 
     exists = os.path.lexists(path)
     if not exists and not explicit:
@@ -110,13 +110,13 @@ def policy(path: str, explicit: bool) -> tuple[PolicyFacts, object | None]:
 def _probe_gssproxy(socket: str, kind: str, principal: str) -> dict[str, object]:
     """Child body (root, host namespaces): one acquire through the interposer. S4U2Self (or
     the own-keytab AS exchange) for `principal`; any KDC answer proves a service for root."""
-    from ..classify import ProxyPhase, classify_proxy
+    from ..krb5.classify import ProxyPhase, classify_proxy
     from ..sources.proxy import _interpose
 
     _interpose(socket, None)
     import gssapi
 
-    from .. import gss
+    from ..krb5 import gss
 
     try:
         gssapi.Credentials(
@@ -132,8 +132,8 @@ def _probe_gssproxy(socket: str, kind: str, principal: str) -> dict[str, object]
 
 
 def gssproxy_socket(sock: str, kind: str, principal: str, deadline: float = 8) -> SocketFacts:
-    from .. import child
     from ..errors import UpcallError
+    from ..worker import child
 
     d = os.path.dirname(sock)
     try:
@@ -346,8 +346,8 @@ def _tgs_child(keytab: str, principal: str, server: str) -> dict[str, object]:
     os.environ["KRB5CCNAME"] = "MEMORY:cifs-upcall-doctor"
     import gssapi
 
-    from .. import gss
-    from ..classify import classify
+    from ..krb5 import gss
+    from ..krb5.classify import classify
 
     spn = f"cifs@{server}"
     try:
@@ -369,8 +369,8 @@ def _tgs_child(keytab: str, principal: str, server: str) -> dict[str, object]:
 
 
 def spn(server: str, keytab_path: str, principal: str, deadline: float = 10) -> SpnFacts:
-    from .. import child
     from ..errors import UpcallError
+    from ..worker import child
 
     if not keytab_path or not principal:
         return SpnFacts(server, "")
@@ -390,8 +390,8 @@ def dry_run(user: str, server: str, helper_argv: list[str]) -> DryRunFacts:
     import pwd
 
     from ..cli import parse_args
+    from ..kernel.request import Request, SecType, UpcallTarget
     from ..pipeline import run_upcall
-    from ..request import Request, SecType, UpcallTarget
     from ..respond import options
 
     try:

@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .. import boundary, identity, namespaces
-from ..ccache import CcacheChoice
+from ..caller import identity, namespaces
+from ..caller.ccache import CcacheChoice
 from ..errors import CredentialError, NamespaceError, Reason, UpcallError
-from ..request import IPAddress
-from ..spn import SpnCandidate, SystemResolver, candidates
+from ..kernel.request import IPAddress
+from ..krb5.spn import SpnCandidate, SystemResolver, candidates
+from ..worker import boundary
 from .base import Attempt, SourceKind, SourceToken
 from .spn_attempts import Translate, first_token
 
@@ -60,7 +61,7 @@ class _Candidates:
 
 def _krb5_failure(who: str) -> Translate:
     """The user's own credentials: classified once, with the krb5 table."""
-    from .. import gss
+    from ..krb5 import gss
 
     def translate(e: Any, spn: SpnCandidate) -> tuple[str, UpcallError]:
         f = gss.failure(e, f"no ticket for {spn.principal}", who, spn.principal)
@@ -75,7 +76,7 @@ def _ccache_source(
     import gssapi
     import gssapi.raw
 
-    from .. import gss
+    from ..krb5 import gss
 
     if plan.ccache.name:
         os.environ["KRB5CCNAME"] = plan.ccache.name
@@ -131,7 +132,7 @@ def _check_owner(ccname: str, where: str, trail: list[Attempt]) -> None:
 def _keytab_source(plan: LocalPlan, spns: _Candidates, trail: list[Attempt]) -> SourceToken:
     import gssapi
 
-    from .. import gss
+    from ..krb5 import gss
 
     assert plan.keytab_principal is not None
     keytab = plan.keytab or os.environ.get("KRB5_KTNAME") or "FILE:/etc/krb5.keytab"

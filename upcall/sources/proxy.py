@@ -37,11 +37,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..classify import ProxyPhase, classify_proxy
 from ..errors import CredentialError, Reason, UpcallError
-from ..policy import ProxyKind
-from ..request import IPAddress
-from ..spn import SpnCandidate, SystemResolver, candidates
+from ..kernel.request import IPAddress
+from ..krb5.classify import ProxyPhase, classify_proxy
+from ..krb5.spn import SpnCandidate, SystemResolver, candidates
+from ..policy.rules import ProxyKind
 from .base import Attempt, SourceKind, SourceToken
 from .proxy_cache import CRED_MAX, gssproxy_blob_principal
 from .spn_attempts import first_token
@@ -119,8 +119,8 @@ def _drop() -> None:
     """Stay uid 0 (gssproxy serves root's service to uid 0 peers; the socket directory is
     root's own) but hold no capability: nothing here needs one, and the KDC's and gssproxy's
     replies are parsed by libkrb5 in this process."""
-    from .. import boundary
-    from ..identity import Target
+    from ..caller.identity import Target
+    from ..worker import boundary
 
     status = boundary.open_status()
     try:
@@ -151,7 +151,7 @@ def _scratch() -> Iterator[str]:
 def _acquire(plan: ProxyPlan, store: str | None) -> Any:
     import gssapi
 
-    from .. import gss
+    from ..krb5 import gss
 
     extra: dict[str, Any] = {"store": {b"ccache": store.encode()}} if store else {}
     return gssapi.Credentials(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import CredentialError, Reason, UpcallError
-from ..spn import SpnCandidate
+from ..krb5.spn import SpnCandidate
 from .base import Attempt, SourceKind, SourceToken
 
 # How a source classifies a GSS failure for one SPN (once, with its own table): the raw
@@ -29,7 +29,7 @@ def first_token(
     *,
     impersonated: bool = False,
 ) -> SourceToken:
-    from .. import gss
+    from ..krb5 import gss
 
     last: UpcallError | None = None
     for spn in spns:

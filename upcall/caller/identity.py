@@ -11,7 +11,7 @@ from __future__ import annotations
 import pwd
 from dataclasses import dataclass
 
-from .errors import PrivilegeDropError
+from ..errors import PrivilegeDropError
 from .procinfo import IDENTITY, IdMap
 
 NOGROUP = 65534

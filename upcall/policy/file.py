@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import stat
 
-from .errors import BadPolicy
-from .paths import POLICY_FILE
-from .policy import Policy
+from ..errors import BadPolicy
+from ..paths import POLICY_FILE
+from .rules import Policy
 
 DEFAULT_PATH = POLICY_FILE
 MAX_SIZE = 1 << 20
@@ -66,7 +66,7 @@ def read_trusted(path: str) -> str:
 
 def parse(text: str, path: str) -> Policy:
     """Parse policy text (see policy_yaml); BadPolicy lists every problem with file:line."""
-    from . import policy_yaml
+    from . import parse as policy_yaml
 
     return policy_yaml.parse(text, path)
 

@@ -27,10 +27,10 @@ import os
 import sys
 import warnings
 
+from .._ffi import ffi
+from ..caller.identity import Target
+from ..errors import NamespaceError, PrivilegeDropError
 from . import _caps, _setns
-from ._ffi import ffi
-from .errors import NamespaceError, PrivilegeDropError
-from .identity import Target
 
 _SECUREBITS = (
     _caps.SECBIT_NOROOT
@@ -67,7 +67,7 @@ def preload() -> None:
     import gssapi
     import gssapi.raw
 
-    from . import ccache, gss, spn  # noqa: F401 - loaded for the worker's later steps
+    from ..krb5 import gss, spn  # noqa: F401 - loaded for the worker's later steps
 
     for name in _CODECS:
         codecs.lookup(name)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from ..errors import KeyringError, KeyUnavailable
 from . import _keyctl
-from .errors import KeyringError, KeyUnavailable
 
 if TYPE_CHECKING:
     from .origin import KeyInfo

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import BadDescription, ForeignKey
+from ..errors import BadDescription, ForeignKey
 
 KEY_TYPE = "cifs.spnego"
 # KEY_POS_VIEW|KEY_POS_SEARCH|KEY_POS_LINK|KEY_POS_SETATTR|KEY_USR_VIEW

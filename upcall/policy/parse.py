@@ -15,8 +15,8 @@ from typing import TypeVar
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import BadPolicy
-from .policy import DEFAULT_MIN_UID, Defaults, Match, Mode, Policy, ProxyKind, Rule, UidRange
+from ..errors import BadPolicy
+from .rules import DEFAULT_MIN_UID, Defaults, Match, Mode, Policy, ProxyKind, Rule, UidRange
 
 VERSION = 1
 SUN_PATH_MAX = 107  # longer socket paths are silently truncated by gssproxy and the interposer

@@ -10,7 +10,7 @@ import enum
 import errno
 from dataclasses import dataclass
 
-from .errors import Reason
+from ..errors import Reason
 
 KRB5_BASE = -1765328384
 

@@ -15,7 +15,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from .errors import BadDescription, UnsupportedVersion
+from ..errors import BadDescription, UnsupportedVersion
 
 SUPPORTED_VERSION = 2
 MAX_DESCRIPTION = 4096  # the kernel's key description limit (KEY_MAX_DESC_SIZE) is 4095

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import DeadlineExceeded, Reason, UpcallError, WorkerProtocolError, rebuild
-from .sources.base import parse_trail
+from ..errors import DeadlineExceeded, Reason, UpcallError, WorkerProtocolError, rebuild
+from ..sources.base import parse_trail
 
 Result = dict[str, Any]
 RESULT_MAX = 64 * 1024

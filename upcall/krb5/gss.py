@@ -14,8 +14,8 @@ from typing import Any
 import gssapi
 import gssapi.raw
 
+from ..errors import CredentialError
 from .classify import Classified, classify
-from .errors import CredentialError
 from .spn import SpnCandidate
 
 INQ_SSPI_SESSION_KEY = gssapi.OID.from_int_seq("1.2.840.113554.1.2.2.5.5")

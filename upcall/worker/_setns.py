@@ -6,7 +6,7 @@ exactly that process: nothing is reopened by number, so a recycled pid cannot be
 
 from __future__ import annotations
 
-from ._ffi import check, libc
+from .._ffi import check, libc
 
 
 def setns(fd: int, nstype: int) -> None:

@@ -5,7 +5,7 @@ Mirrors the C API one-to-one; errors become OSError with errno.
 
 from __future__ import annotations
 
-from ._ffi import check, keyutils
+from .._ffi import check, keyutils
 
 
 def instantiate(key: int, payload: bytes, ring: int = 0) -> None:

@@ -12,8 +12,8 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from ..errors import CallerGone, NamespaceError
 from .ccache import ENVIRON_MAX
-from .errors import CallerGone, NamespaceError
 from .pidpin import PinError, fd_pid, pin, thread_group
 
 NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt", "user")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from .request import IPAddress
+from ..kernel.request import IPAddress
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ and <linux/capability.h>.
 
 from __future__ import annotations
 
-from ._ffi import check, ffi, libc
+from .._ffi import check, ffi, libc
 
 PR_SET_KEEPCAPS = 8
 PR_GET_SECUREBITS = 27
