@@ -298,6 +298,7 @@ def _fail(msg: str) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The full command line (root): dry runs, keys in-process, serve, doctor, --help."""
     args = sys.argv[1:] if argv is None else argv
     try:
         return _main(args)

@@ -71,6 +71,7 @@ def _mode(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """request-key's entry (root, host namespaces): a key or a dry run thin, the rest to cli."""
     args = sys.argv[1:] if argv is None else argv
     try:
         return _main(args)

@@ -135,6 +135,7 @@ def _peer_uid(conn: socket.socket) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """`cifs-upcall serve ...`: root, host namespaces, started by cifs-upcall.service."""
     a = _parser().parse_args(argv)
     listener = _systemd_socket()
     clean_environment()  # after reading LISTEN_*: nothing inherited reaches a worker

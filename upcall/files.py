@@ -12,6 +12,7 @@ import os
 
 
 def write_atomic(path: str, data: bytes, mode: int) -> None:
+    """Root: `path` holds `data` (mode `mode`) completely, or is unchanged. OSError."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     base = os.path.basename(path)

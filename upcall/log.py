@@ -14,11 +14,6 @@ import sys
 import syslog
 import time
 
-TYPE_CHECKING = False  # the thin client imports this module: no typing at start
-
-if TYPE_CHECKING:
-    from .pipeline import Outcome
-
 IDENT = "cifs-upcall"
 _echo = False
 _file: str | None = None
@@ -113,40 +108,3 @@ def emit(priority: int, line: str, entry: bytes | None = None) -> None:
                 f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {IDENT}[{os.getpid()}]: {line}\n")
         except OSError:
             pass
-
-
-def summary(out: Outcome, serial: int | None) -> str:
-    req = out.request
-    common = dict(
-        key=serial,
-        host=req.host,
-        sec=req.sec.value,
-        uid=out.uid,
-        pid=req.pid,
-        target=req.upcall_target.value,
-    )
-    if out.ok and out.token:
-        return kv(
-            outcome="ok",
-            source=out.source,
-            principal=out.principal,
-            spn=out.spn,
-            impersonated="yes" if out.token.impersonated else "no",
-            **common,
-            ms=round(out.seconds * 1000),
-        )
-    assert out.reason is not None
-    return kv(
-        outcome="failed",
-        reason=out.reason.value,
-        **common,
-        ms=round(out.seconds * 1000),
-        error=out.message,
-        hint=out.hint,
-    )
-
-
-def outcome(out: Outcome, serial: int | None) -> None:
-    for step in out.trail:
-        emit(syslog.LOG_DEBUG, kv(**step))
-    emit(syslog.LOG_INFO if out.ok else syslog.LOG_ERR, summary(out, serial))

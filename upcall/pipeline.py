@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Options:
+    """The helper's command-line options that shape one upcall (respond.options builds it)."""
+
     krb5_config: str | None = None
     keytab: str | None = None
     legacy_uid: bool = False
@@ -44,6 +46,8 @@ class Options:
 
 @dataclass
 class Outcome:
+    """What run_upcall found: the token and payload, or the reason; the trail either way."""
+
     ok: bool
     request: Request
     uid: int

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 
 def options(a: argparse.Namespace) -> Options:
+    """Handler: the pipeline's Options from the parsed command line."""
     from .pipeline import Options
 
     return Options(

@@ -26,6 +26,7 @@ _HEAD = struct.Struct(">cI")
 
 
 def record(tag: bytes, data: bytes) -> bytes:
+    """Pure: one record of the client-daemon protocol."""
     return _HEAD.pack(tag, len(data)) + data
 
 
@@ -46,6 +47,7 @@ def records(buf: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
 
 
 def request(mode: str, serial: int, description: str, argv: list[str]) -> bytes:
+    """Client: the one message it sends the daemon (the pidfd travels beside it)."""
     parts = [record(b"V", VERSION), record(b"M", mode.encode()), record(b"S", b"%d" % serial)]
     parts.append(record(b"D", description.encode("utf-8", "surrogateescape")))
     parts.extend(record(b"A", a.encode("utf-8", "surrogateescape")) for a in argv)

@@ -24,6 +24,7 @@ def _status_field(pid: int, name: str) -> str:
 
 
 def thread_group(tid: int) -> int:
+    """The process (Tgid) of a thread id. PinError."""
     try:
         return int(_status_field(tid, "Tgid"))
     except FileNotFoundError:

@@ -71,6 +71,7 @@ def _ids(fields: dict[str, str], pid: int) -> tuple[int, int]:
 
 
 def read_environ(pid: int, limit: int = ENVIRON_MAX) -> tuple[bytes | None, str]:
+    """Handler, host /proc: the caller's environment block (bounded), or None and why."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             data = f.read(limit + 1)
@@ -82,6 +83,7 @@ def read_environ(pid: int, limit: int = ENVIRON_MAX) -> tuple[bytes | None, str]
 
 
 def ns_inodes(pid: int | str) -> dict[str, int]:
+    """Handler, host /proc: namespace inode per type. NamespaceError if unreadable."""
     out = {}
     for ns in NAMESPACES:
         try:

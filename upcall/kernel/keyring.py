@@ -28,12 +28,15 @@ def describe_raw(serial: int) -> str:
 
 
 def describe(serial: int) -> KeyInfo:
+    """Client or in-process, root: the key's type, owner, permissions and description."""
     from .origin import parse_describe
 
     return parse_describe(describe_raw(serial))
 
 
 def assume_authority(serial: int) -> None:
+    """Client, root, as request-key started it: act for the key under construction.
+    Raises KeyringError (not run by request-key, or the key is gone)."""
     try:
         _keyctl.assume_authority(serial)
     except OSError as e:
@@ -44,6 +47,7 @@ def assume_authority(serial: int) -> None:
 
 
 def instantiate(serial: int, payload: bytes) -> None:
+    """Client: the key becomes the payload (one retry on quota pressure). KeyringError."""
     for attempt in (1, 2):
         try:
             _keyctl.instantiate(serial, payload)
@@ -56,6 +60,7 @@ def instantiate(serial: int, payload: bytes) -> None:
 
 
 def negate(serial: int, timeout: int) -> None:
+    """Client: the key becomes negative for `timeout` seconds. KeyringError."""
     try:
         _keyctl.negate(serial, timeout)
     except OSError as e:

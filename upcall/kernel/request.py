@@ -57,6 +57,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @dataclass(frozen=True)
 class Request:
+    """One parsed cifs.spnego description (pure): what the kernel asks, for whom, from where."""
+
     version: int
     host: str
     sec: SecType

@@ -80,6 +80,7 @@ def signed(minor: int) -> int:
 
 
 def classify(minor: int, *, who: str, spn: str = "the server") -> Classified:
+    """Pure: a krb5 minor status -> Reason and a hint naming the user and the server."""
     code = signed(minor)
     reason, hint = _TABLE.get(code, (Reason.GSS_FAILURE, "see the GSS message; run with -d"))
     return Classified(reason, hint.format(who=who, spn=spn), code)

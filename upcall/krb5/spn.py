@@ -70,6 +70,7 @@ def _clean(name: str) -> str:
 def candidates(
     host: str, ip: IPAddress | None, *, trust_dns: bool, resolver: Resolver
 ) -> Iterator[SpnCandidate]:
+    """Worker, after crossing into the caller (its DNS): the SPNs to try, in order, lazily."""
     host = _clean(host)
     seen = {host}
     yield from _both(host, "server name")

@@ -43,6 +43,7 @@ def encode_oid(dotted: str) -> bytes:
 
 
 def neg_token_init(mech: MechOID, mech_token: bytes) -> bytes:
+    """Pure: the SPNEGO NegTokenInit the kernel hands the server, wrapping the krb5 token."""
     mech_types = tlv(0xA0, tlv(0x30, encode_oid(mech.value)))
     token = tlv(0xA2, tlv(0x04, mech_token))
     init = tlv(0xA0, tlv(0x30, mech_types + token))

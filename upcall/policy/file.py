@@ -48,6 +48,8 @@ def _check_trust(path: str) -> None:
 
 
 def read_trusted(path: str) -> str:
+    """Handler, root, host namespaces: the policy text, only if root alone could have written it.
+    Raises BadPolicy."""
     _check_trust(path)
     fd = os.open(path, os.O_RDONLY | os.O_NOCTTY)
     try:

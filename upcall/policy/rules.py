@@ -213,6 +213,7 @@ def principal_for(policy: Policy, user: UserFacts, default_realm: str | None) ->
 def decide(
     policy: Policy, server: ServerFacts, user: UserFacts, default_realm: str | None
 ) -> Decision:
+    """Pure (handler): the ordered sources for this user and server, the hard limits applied."""
     d = policy.defaults
     rule = _first_rule(policy, server, user)
     if rule is not None:

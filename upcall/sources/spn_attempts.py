@@ -29,6 +29,8 @@ def first_token(
     *,
     impersonated: bool = False,
 ) -> SourceToken:
+    """Worker: the first SPN candidate that gives a token; an unknown server principal moves
+    on to the next name, any other failure (classified once by `translate`) ends the search."""
     from ..krb5 import gss
 
     last: UpcallError | None = None

@@ -29,6 +29,7 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2) with unsigned long arguments; OSError with errno."""
     ul = [ffi.cast("unsigned long", a) for a in (arg2, arg3, arg4, arg5)]
     return check(libc.prctl(option, *ul), f"prctl({option})")
 

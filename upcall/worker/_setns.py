@@ -10,4 +10,5 @@ from .._ffi import check, libc
 
 
 def setns(fd: int, nstype: int) -> None:
+    """Worker, still root: enter the namespaces in `nstype` of the pidfd's process. OSError."""
     check(libc.setns(fd, nstype), "setns")
