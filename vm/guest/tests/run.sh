@@ -67,7 +67,8 @@ install_ours() {
     mkdir -p /tmp/debs
     cp "${debs[@]}" /tmp/debs/    # apt's _apt user cannot read the 9p share
     # No network in the guest: every dependency must already be in the image.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-download /tmp/debs/*.deb || return 1
+    # (no --no-download: bookworm's apt then refuses local files, "Pathname to install is not absolute")
+    DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/debs/*.deb || return 1
     dpkg-query -W cifs-upcall gssproxy-conf
     echo "dpkg -V cifs-utils: [$(dpkg -V cifs-utils)]"
     [ -z "$(dpkg -V cifs-utils)" ] || { echo "cifs-utils' files changed"; return 1; }
