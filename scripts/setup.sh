@@ -48,8 +48,20 @@ restore_policy_rc() {
     prc_saved=
 }
 enabled_units() {
-    systemctl list-unit-files --state=enabled --no-legend --no-pager 2>/dev/null |
-        awk '{ print $1 }' | sort
+    # What is enabled for boot, read from the symlinks (works in a chroot without systemd too).
+    find /etc/systemd/system -mindepth 2 -maxdepth 2 \( -path '*.wants/*' -o -path '*.requires/*' \) \
+        -printf '%f\n' 2>/dev/null | sort -u
+}
+disable_units() {
+    local u
+    for u in "$@"; do
+        if command -v systemctl > /dev/null && [ -d /run/systemd/system ]; then
+            systemctl disable --now "$u" > /dev/null 2>&1 || true
+        else
+            # no running systemd (chroot, container): the maintainer scripts' own tool
+            deb-systemd-helper disable "$u" > /dev/null 2>&1 || true
+        fi
+    done
 }
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing Debian packages (with their dependencies): ${missing[*]}"
@@ -70,8 +82,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     new=$(comm -13 <(printf '%s\n' "$before") <(enabled_units) | grep -v '^$' || true)
     if [ -n "$new" ]; then
         # shellcheck disable=SC2086
-        systemctl disable --now $new > /dev/null 2>&1 || true
-        say "disabled the units these packages enabled (the lab starts its own daemons):" $new
+        disable_units $new
+        say "disabled the units these packages enabled (the lab starts its own daemons):" "${new//$'\n'/ }"
         say "  (systemctl enable --now UNIT to have one at boot)"
     fi
 else
