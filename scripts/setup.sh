@@ -53,13 +53,15 @@ enabled_units() {
         -printf '%f\n' 2>/dev/null | sort -u
 }
 disable_units() {
-    local u
+    local u now=
+    [ -d /run/systemd/system ] && now=--now
     for u in "$@"; do
-        if command -v systemctl > /dev/null && [ -d /run/systemd/system ]; then
-            systemctl disable --now "$u" > /dev/null 2>&1 || true
+        if command -v systemctl > /dev/null; then
+            systemctl disable $now "$u" > /dev/null 2>&1 || true
         else
-            # no running systemd (chroot, container): the maintainer scripts' own tool
-            deb-systemd-helper disable "$u" > /dev/null 2>&1 || true
+            # no systemctl at all (a chroot without systemd): what "disable" does, by hand
+            find /etc/systemd/system -mindepth 2 -maxdepth 2 -type l -name "$u" \
+                \( -path '*.wants/*' -o -path '*.requires/*' \) -delete
         fi
     done
 }
