@@ -91,9 +91,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     say "Debian packages: all ${#pkgs[@]} present"
 fi
-if [ -e "$prc" ] && grep -qx 'exit 101' "$prc"; then
-    say "note: $prc exists and makes apt start no service at all; earlier versions of setup.sh" \
-        "left such a file behind: remove it if nobody else put it there"
+# Earlier versions of setup.sh wrote exactly these two lines and never removed them.
+if [ -f "$prc" ] && [ "$(cat "$prc")" = "$(printf '#!/bin/sh\nexit 101')" ]; then
+    say "note: $prc (\"exit 101\", as earlier versions of setup.sh left it) keeps apt from" \
+        "starting any service on this machine; remove it unless someone else put it there"
 fi
 
 # --- the venv ----------------------------------------------------------------------------------
