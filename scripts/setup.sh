@@ -25,8 +25,8 @@ pkgs=(
   python3-cffi python3-yaml keyutils libkeyutils1 krb5-user gssproxy
   # the lab: Samba AD DC, MIT KDC tools, SMB client, cifs-utils for side-by-side benchmarks
   samba samba-ad-dc samba-ad-provision smbclient ldb-tools winbind attr krb5-kdc cifs-utils
-  # tests
-  python3-pytest python3-hypothesis iproute2 util-linux procps
+  # tests (the hostile suite builds a FUSE server and krb5 plugins with gcc)
+  python3-pytest python3-hypothesis iproute2 util-linux procps gcc libc6-dev fuse3 libfuse3-dev
   # the RBCD chroot and the VM
   debootstrap qemu-system-x86 qemu-utils e2fsprogs zstd
 )
@@ -109,11 +109,19 @@ if [ ! -e "$stamp" ]; then
     "$prefix/bin/pip" install -q --disable-pip-version-check "${tools[@]}"
     touch "$stamp"
 fi
+# The pre-built cffi module in the tree (upcall/_native.py) for the tests that import the tree;
+# the installed package gets its own from setup.py's cffi_modules. No pycparser at upcall time.
+say "generating upcall/_native.py in the tree (upcall/_native_build.py)"
+"$prefix/bin/python3" "$here/upcall/_native_build.py" >/dev/null
 # The project itself, as a package (its dependencies are the Debian python3-* packages above).
 say "installing this tree into $prefix (pip, not editable; bin/cifs-upcall, bin/gssproxy-conf)"
 "$prefix/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
     --force-reinstall "$here" > "$prefix/.install.log" 2>&1 || { cat "$prefix/.install.log" >&2; exit 1; }
 grep '^setup.py:' "$prefix/.install.log" | sed 's/^/setup.sh: /' || true
 rm -rf "$here/build" "$here"/*.egg-info
+# request-key's entry: a -I -S launcher (no site) instead of pip's console script, pointing at
+# the installed package (run from / so that the tree's upcall/ is not the one imported).
+say "writing $prefix/bin/cifs-upcall: the python3 -I -S launcher of the installed package"
+(cd / && "$prefix/bin/python3" -m upcall._launcher "$prefix/bin/cifs-upcall" "$prefix/bin/python3")
 chmod -R a+rX "$prefix"
 say "ready ($prefix)"

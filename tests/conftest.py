@@ -70,8 +70,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _live_rbcd_labs() -> list[int]:
     """pids of pytest processes whose RBCD lab namespace exists and who are still alive."""
-    run = Path("/run/netns")
-    pids = [p.name.rsplit("-", 1)[1] for p in run.glob("cuplab2-*")] if run.exists() else []
+    from tests.lab import netns
+
+    pids = [n.rsplit("-", 1)[1] for n in netns.names("cuplab2-")]
     return [int(p) for p in pids if p.isdigit() and Path(f"/proc/{p}").exists()]
 
 
@@ -80,10 +81,10 @@ def _reap_stale_rbcd_labs() -> None:
 
     from tests.lab import netns
 
-    for p in Path("/run/netns").glob("cuplab2-*"):
-        pid = p.name.rsplit("-", 1)[1]
+    for name in netns.names("cuplab2-"):
+        pid = name.rsplit("-", 1)[1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            netns.delete(p.name)
+            netns.delete(name)
             shutil.rmtree(f"/tmp/cifs-upcall-lab-rbcd-{pid}", ignore_errors=True)
 
 

@@ -95,7 +95,8 @@ def dry_run(
     `in_lab_ns` inside the lab's network namespace, for cases where the helper itself must reach
     the KDC without entering the caller's (upcall_target=mount: the mount's host is the lab)."""
     out = workdir / f"payload-{time.monotonic_ns()}.bin"
-    argv = [HELPER, "-k", str(krb5conf or lab.krb5_conf), *args, "--dry-run", desc,
+    argv = [HELPER, "-k", str(krb5conf or lab.krb5_conf), "--host-krb5-config", str(lab.krb5_conf),
+            *args, "--dry-run", desc,
             "--payload-out", str(out), "--json"]  # fmt: skip
     if in_lab_ns:
         argv = ["ip", "netns", "exec", lab.ns, *argv]

@@ -37,8 +37,8 @@ def validate_ccname(value: str) -> str | None:
     """Return why `value` is not acceptable, or None."""
     if len(value) > CCNAME_MAX:
         return "KRB5CCNAME is too long"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\ufffd" for c in value):
-        return "KRB5CCNAME has control or non-UTF-8 characters"
+    if not value.isprintable() or "\ufffd" in value:
+        return "KRB5CCNAME has control, separator or non-UTF-8 characters"
     kind, sep, residual = value.partition(":")
     if not sep or "/" in kind:
         kind, residual = "FILE", value

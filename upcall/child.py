@@ -1,8 +1,16 @@
-"""Run a function in a forked child under a deadline; get back a small JSON result.
+"""Run a function in a forked worker under a deadline; get back a small, validated result.
 
-Children do the dangerous parts (foreign namespaces, dropped privileges, gssproxy's interposer
-environment) so the parent stays root, in the host namespaces, with a clean environment. A
-child that overruns is killed: the helper never keeps the kernel waiting past the deadline.
+Workers do the dangerous parts (a caller's namespaces, dropped privileges, gssproxy's
+interposer environment) so the parent stays root in the host namespaces with a clean
+environment. Once a worker has entered a caller, code of the caller's may run in it (krb5
+plugins, NSS modules), so the parent treats it as hostile:
+- it reads at most RESULT_MAX bytes, and nothing past the deadline;
+- it never waits for the worker past the deadline: SIGKILL, a short reap, and a worker stuck
+  in the kernel (a FUSE read that never returns) is left to init;
+- the result is JSON of a fixed shape; each field is checked by the source's own parser
+  (sources/base.py), and errors are rebuilt through the errors registry.
+The worker reports a crash by exception type and message only: formatting a traceback would
+read source files, which in the caller's mount namespace are hers.
 """
 
 from __future__ import annotations
@@ -15,63 +23,127 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import DeadlineExceeded, Reason, UpcallError
+from .errors import DeadlineExceeded, Reason, UpcallError, WorkerProtocolError, rebuild
+from .sources.base import parse_trail
 
 Result = dict[str, Any]
+RESULT_MAX = 64 * 1024
+TEXT_MAX = 2048  # a message or hint from a worker
+REAP_GRACE = 0.2  # seconds to collect a killed or finished worker before leaving it to init
+
+
+def _clip(s: object) -> str:
+    text = s if isinstance(s, str) else repr(s)
+    return text[:TEXT_MAX]
+
+
+def _report(fn: Callable[[], Result]) -> bytes:
+    """Worker: the JSON line for fn()'s result or failure. Never raises."""
+    try:
+        try:
+            out: Result = {"ok": fn()}
+        except UpcallError as e:
+            out = {"error": {"reason": e.reason.value, "message": _clip(e.message),
+                             "hint": _clip(e.hint)}, "trail": e.trail}  # fmt: skip
+        except BaseException as e:
+            msg = _clip(f"{type(e).__name__}: {e}")
+            out = {"error": {"reason": Reason.INTERNAL.value, "message": msg,
+                             "hint": "a bug in cifs-upcall: please report this line"}}  # fmt: skip
+        data = json.dumps(out).encode()
+    except BaseException:
+        data = b'{"error": {"reason": "internal-error", "message": "unserialisable result", '
+        data += b'"hint": ""}}'
+    return data[: RESULT_MAX + 1]
+
+
+def _worker(fn: Callable[[], Result], w: int) -> None:
+    try:
+        view = memoryview(_report(fn))
+        while view:
+            view = view[os.write(w, view) :]
+    finally:
+        os._exit(0)
+
+
+def reap(pid: int, grace: float = REAP_GRACE) -> bool:
+    """Collect `pid` if it ends within `grace` seconds; never block longer."""
+    end = time.monotonic() + grace
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        if time.monotonic() >= end:
+            return False  # stuck in the kernel: init reaps it once we exit
+        time.sleep(0.005)
+
+
+def _read_bounded(r: int, pid: int, deadline: float, what: str) -> bytes:
+    buf = bytearray()
+    end = time.monotonic() + deadline
+    while True:
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([r], [], [], left)[0]:
+            raise DeadlineExceeded(f"{what} did not finish within {deadline:g}s")
+        chunk = os.read(r, 65536)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > RESULT_MAX:
+            raise WorkerProtocolError(f"{what} wrote more than {RESULT_MAX} bytes")
 
 
 def run(fn: Callable[[], Result], deadline: float, what: str) -> Result:
-    """Call fn() in a child; return its dict. Errors come back as UpcallError in the parent."""
+    """Parent: call fn() in a worker; its "ok" dict, or its error rebuilt as UpcallError.
+    The dict is still untrusted: the caller parses it with the source's strict parser."""
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child
+    if pid == 0:  # worker
         os.close(r)
-        try:
-            try:
-                out: Result = {"ok": fn()}
-            except UpcallError as e:
-                out = {"error": {"reason": e.reason.value, "message": e.message, "hint": e.hint}}
-                out["trail"] = e.trail
-            except BaseException as e:
-                import traceback  # only on this path: it costs 5 ms to import
-
-                out = {
-                    "error": {
-                        "reason": Reason.INTERNAL.value,
-                        "message": repr(e),
-                        "hint": traceback.format_exc(limit=4),
-                    }
-                }
-            data = json.dumps(out).encode()
-            view = memoryview(data)
-            while view:
-                n = os.write(w, view)
-                view = view[n:]
-        finally:
-            os._exit(0)
+        _worker(fn, w)
     os.close(w)
-    chunks: list[bytes] = []
     try:
-        end = time.monotonic() + deadline
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                os.kill(pid, signal.SIGKILL)
-                raise DeadlineExceeded(f"{what} did not finish within {deadline:g}s")
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        data = _read_bounded(r, pid, deadline, what)
+    except UpcallError:
+        os.kill(pid, signal.SIGKILL)
+        reap(pid)
+        raise
     finally:
         os.close(r)
-        os.waitpid(pid, 0)
-    if not chunks:
-        raise UpcallError(f"{what} died without a result", reason=Reason.INTERNAL)
-    out = json.loads(b"".join(chunks))
-    if "error" in out:
-        err = out["error"]
-        exc = UpcallError(err["message"], hint=err["hint"], reason=Reason(err["reason"]))
-        exc.trail = out.get("trail", [])
-        raise exc
-    result: Result = out["ok"]
-    return result
+    if not reap(pid):
+        os.kill(pid, signal.SIGKILL)  # closed the pipe but did not exit: not waited for
+        reap(pid)
+    return parse(data, what)
+
+
+def parse(data: bytes, what: str) -> Result:
+    """Parent: the worker's bytes -> {"ok": ...} payload, or raise its error. Strict shape."""
+    if not data:
+        raise WorkerProtocolError(f"{what} died without a result")
+    try:
+        out = json.loads(data)
+    except ValueError:
+        raise WorkerProtocolError(f"{what} wrote a malformed result") from None
+    if not isinstance(out, dict):
+        raise WorkerProtocolError(f"{what} wrote a malformed result")
+    if set(out) == {"ok"} and isinstance(out["ok"], dict):
+        return out["ok"]
+    err = out.get("error")
+    if (
+        set(out) - {"error", "trail"}
+        or not isinstance(err, dict)
+        or set(err) != {"reason", "message", "hint"}
+    ):
+        raise WorkerProtocolError(f"{what} wrote a malformed result")
+    try:
+        reason = Reason(err["reason"])
+    except ValueError:
+        raise WorkerProtocolError(f"{what} reported an unknown reason") from None
+    message, hint = err["message"], err["hint"]
+    if not isinstance(message, str) or not isinstance(hint, str):
+        raise WorkerProtocolError(f"{what} wrote a malformed result")
+    exc = rebuild(reason, message[:TEXT_MAX], hint[:TEXT_MAX])
+    exc.trail = [a.as_dict() for a in parse_trail(out.get("trail", []), what)]
+    raise exc

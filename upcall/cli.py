@@ -9,8 +9,6 @@ Flags follow cifs.upcall's. `--dry-run DESCRIPTION` runs the whole pipeline but 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import syslog
 from typing import TYPE_CHECKING, NoReturn
@@ -18,7 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 from . import __version__
 
 if TYPE_CHECKING:
-    from .pipeline import Options
+    pass
 
 EPILOG = """\
 The kernel gives the helper only HOME and PATH; set options in request-key.d, e.g.
@@ -119,6 +117,24 @@ def _parser() -> argparse.ArgumentParser:
         "one the helper never asks gssproxy)",
     )
     p.add_argument(
+        "--host-krb5-config",
+        metavar="PATH",
+        help="the host's krb5.conf, read as root for the policy (default realm, domain_realm) "
+        "and by the gssproxy worker (default /etc/krb5.conf; the helper ignores KRB5_CONFIG "
+        "and every other inherited variable)",
+    )
+    p.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="the warm daemon's socket (default /run/cifs-upcall/upcall.sock); without an "
+        "answer within 2 s the helper works in-process",
+    )
+    p.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="work in-process, never asking the daemon (e.g. to compare)",
+    )
+    p.add_argument(
         "--dry-run",
         metavar="DESCRIPTION",
         help="run the pipeline for this key description without a key",
@@ -143,153 +159,82 @@ def argument_errors(argv: list[str]) -> str | None:
     return None
 
 
-def _options(a: argparse.Namespace) -> Options:
-    from .pipeline import Options
+def in_process(mode: str, serial: int, argv: list[str], via: str) -> int:
+    """The thin client's fallback when no daemon answered: the same responder, here."""
+    from .client import apply
 
-    return Options(
-        krb5_config=a.krb5conf,
-        keytab=a.keytab,
-        legacy_uid=a.legacy_uid,
-        trust_dns=a.trust_dns,
-        env_probe=not a.no_env_probe,
-        deadline=a.deadline,
-        policy_path=a.policy,
-    )
-
-
-def _write_private(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        a = parse_args(argv)
+    except ArgumentError as e:
+        return _bad_arguments(serial if mode == "key" else None, str(e), argv)
+    if mode == "dry":
+        from .respond import dry_reply
+
+        return apply(dry_reply(a.dry_run, a, None, via), None)
+    return handle_key(serial, a, via)
+
+
+def _bad_arguments(serial: int | None, why: str, argv: list[str]) -> int:
+    from .client import apply
+    from .respond import bad_arguments
+
+    print(f"cifs-upcall: {why}", file=sys.stderr)
+    apply(bad_arguments(serial, why, argv), serial)
+    return 2
 
 
 def dry_run(a: argparse.Namespace) -> int:
-    from . import log
+    from .client import apply
+    from .respond import dry_reply
+
+    return apply(dry_reply(a.dry_run, a, None, "in-process"), None)
+
+
+def handle_key(serial: int, a: argparse.Namespace, via: str = "in-process") -> int:
+    """Answer the key in this process: describe it, run the responder, then instantiate or
+    negate (client.apply negates on every path that does not instantiate, even a crash)."""
+    from . import keyring
+    from .client import apply
     from .errors import UpcallError
-    from .origin import check_origin, parse_describe
-    from .pipeline import Outcome, run_upcall
-    from .request import parse_description
-
-    text: str = a.dry_run
-    try:
-        if text.startswith("cifs.spnego;") or (
-            text.count(";") >= 4 and not text.startswith("ver=")
-        ):
-            info = parse_describe(text)
-            check_origin(info)
-            text = info.description
-        req = parse_description(text)
-    except UpcallError as e:
-        doc: dict[str, object] = {
-            "outcome": "failed",
-            "reason": e.reason.value,
-            "message": e.message,
-            "hint": e.hint,
-            "source": None,
-            "principal": None,
-            "spn": None,
-            "trail": [],
-        }
-        print(json.dumps(doc) if a.json else f"refused: {e.reason.value}: {e.message} ({e.hint})")
-        return 1
-    out: Outcome = run_upcall(req, _options(a))
-    log.outcome(out, None)
-    if out.payload is not None and a.payload_out:
-        _write_private(a.payload_out, out.payload)
-    if a.json:
-        doc = {
-            "outcome": "ok" if out.ok else "failed",
-            "reason": out.reason.value if out.reason else None,
-            "message": out.message,
-            "hint": out.hint,
-            "source": out.source or None,
-            "principal": out.principal or None,
-            "spn": out.spn or None,
-            "impersonated": bool(out.token and out.token.impersonated),
-            "uid": out.uid,
-            "enctype": out.token.enctype if out.token else None,
-            "session_key_len": len(out.token.session_key) if out.token else None,
-            "payload_len": len(out.payload) if out.payload else None,
-            "seconds": round(out.seconds, 4),
-            "trail": out.trail,
-        }
-        print(json.dumps(doc))
-    else:
-        for step in out.trail:
-            print(f"  {step['source']:<10} {step['outcome']:<7} {step['detail']}")
-        print(log.summary(out, None))
-    return 0 if out.ok else 1
-
-
-def handle_key(serial: int, a: argparse.Namespace) -> int:
-    """Answer the key: instantiate it, or negate it on every other path (even a crash), so
-    the kernel never waits out its own 60 s negative timeout."""
-    answered = False
-    try:
-        answered = _answer_key(serial, a)
-    finally:
-        if not answered:
-            _negate(serial, a.negate_timeout)
-    return 0 if answered else 1
-
-
-def _answer_key(serial: int, a: argparse.Namespace) -> bool:
-    from . import keyring, log
-    from .errors import Reason, UpcallError
-    from .origin import check_origin
-    from .pipeline import Outcome, run_upcall
-    from .request import parse_description
+    from .respond import key_reply, refused
+    from .wire import Reply
 
     try:
         keyring.assume_authority(serial)
-        info = keyring.describe(serial)
-        check_origin(info)
-        req = parse_description(info.description)
+        described = keyring.describe_raw(serial)
     except UpcallError as e:
-        refused = log.kv(
-            outcome="refused", key=serial, reason=e.reason.value, error=e.message, hint=e.hint
-        )
-        log.emit(syslog.LOG_ERR, refused)
-        return False
-    out: Outcome = run_upcall(req, _options(a))
-    if out.ok and out.payload is not None:
-        try:
-            keyring.instantiate(serial, out.payload)
-        except UpcallError as e:
-            out.ok, out.reason, out.message, out.hint = False, Reason.KEYRING, e.message, e.hint
-    log.outcome(out, serial)
-    return out.ok
-
-
-def _negate(serial: int, timeout: int) -> None:
-    from . import keyring, log
-    from .errors import UpcallError
-
-    try:
-        keyring.negate(serial, timeout)
-    except UpcallError as e:
-        log.emit(syslog.LOG_ERR, log.kv(key=serial, error=e.message))
+        r = Reply()
+        r.negate_timeout, r.log_file = a.negate_timeout, a.log_file
+        r.lines.append(refused(e, serial, via))
+        return apply(r, serial)
+    return apply(key_reply(serial, described, a, None, via), serial)
 
 
 def _fail(msg: str) -> NoReturn:
-    print(f"cifs-upcall: {msg}", file=sys.stderr)
-    syslog.syslog(syslog.LOG_ERR, msg)
+    from . import log
+
+    print(f"cifs-upcall: {log.escape(msg)}", file=sys.stderr)
+    log.emit(syslog.LOG_ERR, log.kv(outcome="refused", error=msg))
     raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
     from . import log
+    from .client import clean_environment, parse_serial
 
+    clean_environment()
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "serve":
+        from .daemon import main as serve
+
+        return serve(args[1:])
     try:
-        a = parse_args(argv)
+        a = parse_args(args)
     except ArgumentError as e:
-        print(f"cifs-upcall: {e}", file=sys.stderr)
-        return 2
+        last = args[-1] if args else ""
+        return _bad_arguments(
+            int(last) if last.isdigit() and len(last) <= 10 else None, str(e), args
+        )
     if a.version:
         print(f"version: {__version__}")
         return 0
@@ -301,11 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.serial is None:
         _fail("missing key serial (request-key passes it as %k)")
     try:
-        serial = int(a.serial, 10)
-    except ValueError:
-        _fail(f"key serial {a.serial!r} is not a decimal number")
-    if serial <= 0:
-        _fail(f"key serial {serial} is not a key")
+        serial = parse_serial(a.serial)
+    except ValueError as e:
+        _fail(str(e))
     return handle_key(serial, a)
 
 

@@ -125,3 +125,28 @@ class DeadlineExceeded(UpcallError):
 
 class KeyringError(UpcallError):
     reason = Reason.KEYRING
+
+
+class WorkerProtocolError(UpcallError):
+    """A worker's result broke the pipe protocol (too large, malformed, or claims it may not
+    make): the worker is hostile once it has entered a caller, so nothing of it is used."""
+
+    reason = Reason.INTERNAL
+    default_hint = "a credential worker misbehaved; the caller's krb5 plugins may be hostile"
+
+
+def _registry() -> dict[Reason, type[UpcallError]]:
+    """Reason -> the class that owns it, to rebuild a worker's error in the parent."""
+    out: dict[Reason, type[UpcallError]] = {}
+    todo: list[type[UpcallError]] = [UpcallError]
+    while todo:
+        cls = todo.pop()
+        out.setdefault(cls.reason, cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def rebuild(reason: Reason, message: str, hint: str) -> UpcallError:
+    """The parent's copy of an error a worker reported (its class, not a plain UpcallError)."""
+    cls = _registry().get(reason, CredentialError)
+    return cls(message, hint=hint, reason=reason)

@@ -7,20 +7,30 @@ come from the raw cffi layer. Each step's OSError becomes a KeyringError with th
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
 from . import _keyctl
 from .errors import KeyringError, KeyUnavailable
-from .origin import KeyInfo, parse_describe
+
+if TYPE_CHECKING:
+    from .origin import KeyInfo
 
 
-def describe(serial: int) -> KeyInfo:
+def describe_raw(serial: int) -> str:
+    """keyctl_describe: `type;uid;gid;perm;description`."""
     import keyutils
 
     try:
         raw = keyutils.describe_key(serial)
     except keyutils.Error as e:
         raise KeyUnavailable(f"cannot describe key {serial}: {e.args[-1]}") from e
-    return parse_describe(raw.decode("utf-8", errors="replace"))
+    return str(raw.decode("utf-8", errors="replace"))
+
+
+def describe(serial: int) -> KeyInfo:
+    from .origin import parse_describe
+
+    return parse_describe(describe_raw(serial))
 
 
 def assume_authority(serial: int) -> None:

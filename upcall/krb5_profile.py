@@ -3,7 +3,7 @@
 The proxy child must set gssproxy's interposer environment before libgssapi's first call, and
 the parent forks every child, so the parent reads krb5.conf itself: `default_realm` (to name a
 user `<login>@<realm>`) and `[domain_realm]` (a server's realm, for `realm:` rules). This is
-the host's krb5.conf (KRB5_CONFIG, else /etc/krb5.conf), as gssproxy's. `include` and
+the host's krb5.conf (--host-krb5-config, else /etc/krb5.conf), as gssproxy's. `include` and
 `includedir` are followed like MIT does; `-k` is not used here: it names the caller's file.
 """
 
@@ -95,8 +95,10 @@ def parse_lines(lines: Iterator[str] | list[str]) -> Krb5Facts:
     return Krb5Facts(default_realm, tuple(dr))
 
 
-def load() -> Krb5Facts:
-    files = os.environ.get("KRB5_CONFIG") or DEFAULT_FILES
+def load(files: str | None = None) -> Krb5Facts:
+    """The host's krb5.conf: `files` (--host-krb5-config, colon-separated like KRB5_CONFIG),
+    else /etc/krb5.conf. The helper's own environment is never consulted (it starts clean)."""
+    files = files or DEFAULT_FILES
     lines: list[str] = []
     for path in files.split(":"):
         lines.extend(_lines(path))

@@ -5,6 +5,7 @@ The keyring is not touched here (cli.py does that), so --dry-run runs exactly th
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -13,13 +14,13 @@ from typing import TYPE_CHECKING
 from . import child
 from .ccache import CcacheChoice, choose
 from .errors import DeadlineExceeded, PolicyError, Reason, UnsupportedMech, UpcallError
-from .identity import Identity, resolve
+from .identity import Identity, resolve, target
 from .namespaces import NamespacePlan, plan
 from .payload import SpnegoMsg
 from .policy import Decision, Policy, ProxyKind, ServerFacts, Step, UserFacts, decide
-from .procinfo import IDENTITY, CallerInfo, ns_inodes, read_caller
+from .procinfo import CallerInfo, ns_inodes, read_caller
 from .request import Request, SecType
-from .sources.base import Attempt, SourceToken
+from .sources.base import Attempt, SourceKind, SourceToken, parse_trail
 from .spnego import MechOID, neg_token_init
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Options:
     env_probe: bool = True
     deadline: float = 10.0  # seconds for the whole credential search
     policy_path: str | None = None  # None: policy_file.DEFAULT_PATH, optional
+    host_krb5_config: str | None = None  # the host's krb5.conf for policy and gssproxy
 
 
 @dataclass
@@ -77,12 +79,14 @@ def _mech(sec: SecType) -> MechOID:
     return MechOID.KRB5
 
 
-def _caller(req: Request, uid: int, opts: Options) -> tuple[CallerInfo | None, NamespacePlan]:
+def _caller(
+    req: Request, uid: int, opts: Options, pidfd: int | None
+) -> tuple[CallerInfo | None, NamespacePlan]:
     if not req.upcall_target.enters_caller_namespaces or req.pid is None:
         return None, NamespacePlan(())
     # uid 0: DFS referrals reuse the mount's credentials while the env belongs to someone else.
     probe = opts.env_probe and uid != 0
-    caller = read_caller(req.pid, want_environ=probe)
+    caller = read_caller(req.pid, want_environ=probe, pidfd=pidfd)
     return caller, plan(ns_inodes("self"), caller.ns_inodes)
 
 
@@ -109,7 +113,6 @@ def _user_facts(ident: Identity, policy: Policy) -> UserFacts:
     groups: frozenset[str] = frozenset()
     if ident.name is not None and policy.needs_groups:
         import grp
-        import os
 
         names = set()
         for gid in os.getgrouplist(ident.name, ident.gid):
@@ -121,10 +124,10 @@ def _user_facts(ident: Identity, policy: Policy) -> UserFacts:
     return UserFacts(ident.uid, ident.name, groups)
 
 
-def _decide(req: Request, ident: Identity, policy: Policy) -> Decision:
+def _decide(req: Request, ident: Identity, policy: Policy, krb5_config: str | None) -> Decision:
     from .krb5_profile import load
 
-    facts = load() if policy.rules or policy.defaults.socket else None
+    facts = load(krb5_config) if policy.rules or policy.defaults.socket else None
     realm = facts.host_realm(req.host) if facts and policy.needs_server_realm else None
     server = ServerFacts(req.host, realm)
     return decide(
@@ -175,24 +178,46 @@ def _local_plan(
 ) -> LocalPlan:
     from .sources.local import LocalPlan
 
+    maps = (caller.uid_map, caller.gid_map) if caller and ns.changes_user else ()
     return LocalPlan(
         host=req.host,
         ip=req.ip,
         trust_dns=opts.trust_dns,
         ident=ident,
-        pid=req.pid if caller else None,
+        target=target(ident, *maps),
+        pidfd=caller.pidfd if caller else -1,
         ns=ns,
-        uid_map=caller.uid_map if caller else IDENTITY,
-        gid_map=caller.gid_map if caller else IDENTITY,
         ccache=_ccache_choice(req, uid, opts, caller),
-        try_ccache=True,
         keytab_principal=req.user,
         keytab=opts.keytab,
         krb5_config=opts.krb5_config,
     )
 
 
-def run_upcall(req: Request, opts: Options) -> Outcome:
+# What each step's worker may claim to have produced (sources/base.py checks it).
+_ALLOWED = {
+    Step.LOCAL: frozenset({SourceKind.CCACHE, SourceKind.KEYTAB}),
+    Step.PROXY: frozenset({SourceKind.PROXY}),
+    Step.PROXY_KEYTAB: frozenset({SourceKind.PROXY_KEYTAB}),
+}
+
+
+def _accept(
+    res: dict[str, object], step: Step, what: str
+) -> tuple[SourceToken, list[dict[str, str]]]:
+    """Parent: a worker's success, strictly parsed; the step decides what it may claim."""
+    from .errors import WorkerProtocolError
+
+    if set(res) != {"token", "trail"}:
+        raise WorkerProtocolError(f"{what} wrote a malformed result")
+    token = SourceToken.from_json(res["token"], _ALLOWED[step], what)
+    return token, [a.as_dict() for a in parse_trail(res["trail"], what)]
+
+
+def run_upcall(req: Request, opts: Options, *, pidfd: int | None = None) -> Outcome:
+    """Parent: the whole credential search for one request (no keyring). Never raises an
+    UpcallError: the outcome carries the reason. `pidfd`: the thin client's pin of the
+    caller (else the caller is pinned here)."""
     from . import policy_file
     from .sources import local, proxy
 
@@ -200,12 +225,17 @@ def run_upcall(req: Request, opts: Options) -> Outcome:
     end = start + opts.deadline
     uid = req.credential_uid(opts.legacy_uid)
     out = Outcome(ok=False, request=req, uid=uid)
+    caller: CallerInfo | None = None
     try:
         mech = _mech(req.sec)
         pol = policy_file.load(opts.policy_path)
-        caller, ns = _caller(req, uid, opts)
-        ident = resolve(uid, caller)  # host NSS, before any foreign namespace
-        decision = _decide(req, ident, pol)
+        caller, ns = _caller(req, uid, opts, pidfd)
+        # host NSS, before any foreign namespace
+        ident = resolve(uid, caller.uid if caller else None, caller.gid if caller else None)
+        if caller is not None and caller.thread is not None:
+            note = f"pid {caller.thread} is a thread of process {caller.pid}: using the process"
+            out.trail.append(Attempt("caller", "note", note).as_dict())
+        decision = _decide(req, ident, pol, opts.host_krb5_config)
         out.trail.extend(_policy_trail(decision))
         errors: dict[Step, UpcallError] = {}
         for step in decision.steps:
@@ -222,14 +252,18 @@ def run_upcall(req: Request, opts: Options) -> Outcome:
                         decision.principal,
                         decision.socket,
                         decision.proxy,
+                        opts.host_krb5_config,
                     )
                     # A hung gssproxy makes the interposer wait 15 s per retry: the child is
                     # killed at its own deadline, never later than the upcall's.
                     budget = min(left, pol.defaults.deadline or left)
-                    res = child.run(partial(proxy.run, pplan), budget, pplan.label)
+                    what = pplan.label
+                    res = child.run(partial(proxy.run, pplan), budget, what)
                 else:
                     lplan = _local_plan(req, uid, opts, caller, ns, ident)
-                    res = child.run(partial(local.run, lplan), left, "local credential search")
+                    what = "local credential search"
+                    res = child.run(partial(local.run, lplan), left, what)
+                token, trail = _accept(res, step, what)
             except UpcallError as e:
                 out.trail.extend(e.trail)
                 nxt = "next source" if step is not decision.steps[-1] else "no source left"
@@ -237,8 +271,8 @@ def run_upcall(req: Request, opts: Options) -> Outcome:
                 out.trail.append(Attempt(step.value, "left", detail, e.reason.value).as_dict())
                 errors[step] = e
                 continue
-            out.trail.extend(res["trail"])
-            out.token = SourceToken.from_json(res["token"])
+            out.trail.extend(trail)
+            out.token = token
             break
         if out.token is None:
             raise _final_error(errors, decision)
@@ -247,5 +281,8 @@ def run_upcall(req: Request, opts: Options) -> Outcome:
         out.ok = True
     except UpcallError as e:
         out.reason, out.message, out.hint = e.reason, e.message, e.hint
+    finally:
+        if caller is not None:
+            os.close(caller.pidfd)
     out.seconds = time.monotonic() - start
     return out

@@ -228,7 +228,9 @@ def decide(
     excluded = False
     if mode.wants_proxy:
         no_proxy = proxy_refusal(policy, user, kind)
-        excluded = bool(no_proxy)
+        # A hard limit explains the failure only where a socket could have served the user:
+        # with none configured (no policy file) the local failure itself is the reason.
+        excluded = bool(no_proxy) and socket is not None
         if not no_proxy and socket is None:
             no_proxy = "no gssproxy socket is configured"
         if not no_proxy:

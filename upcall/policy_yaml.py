@@ -7,6 +7,7 @@ loaded only when a policy file exists: the hot path without one never pays for i
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import TypeVar
@@ -228,18 +229,35 @@ def _rules(n: Node, err: _Errors, path: str) -> tuple[Rule, ...]:
     return tuple(out)
 
 
+def socket_identity(path: str) -> object:
+    """What makes two socket spellings one socket: `/a//b.sock`, `/a/./b.sock` and a path
+    through a symlinked directory are the same gssproxy service. The socket's inode when it
+    exists, else its directory's inode and its name, else the resolved path."""
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        pass
+    directory, name = os.path.split(os.path.realpath(path))
+    try:
+        st = os.stat(directory)
+        return ("dir", st.st_dev, st.st_ino, name)
+    except OSError:
+        return ("path", os.path.join(directory, name))
+
+
 def _one_kind_per_socket(defaults: Defaults, rules: tuple[Rule, ...], err: _Errors) -> None:
     """A socket is served by one gssproxy service, which either impersonates or does not: a
     policy that says both about one path is wrong somewhere (and an own-keytab rule aimed at
     an impersonating service would let deny-listed users be impersonated)."""
-    kinds: dict[str, tuple[ProxyKind, str]] = {}
+    kinds: dict[object, tuple[ProxyKind, str]] = {}
     if defaults.socket is not None:
-        kinds[defaults.socket] = (defaults.proxy, "defaults")
+        kinds[socket_identity(defaults.socket)] = (defaults.proxy, "defaults")
     for i, r in enumerate(rules, 1):
         socket, kind = r.socket or defaults.socket, r.proxy or defaults.proxy
         if socket is None:
             continue
-        seen = kinds.setdefault(socket, (kind, f"rules[{i}] ({r.where})"))
+        seen = kinds.setdefault(socket_identity(socket), (kind, f"rules[{i}] ({r.where})"))
         if seen[0] is not kind:
             err.items.append(
                 f"{r.where}: rules[{i}]: socket {socket} is proxy: {kind.value} here but "

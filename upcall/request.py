@@ -24,9 +24,14 @@ MAX_USER = 256
 MAX_ID = 0xFFFFFFFF
 
 _HEX = re.compile(r"(?:0x)?([0-9a-fA-F]{1,8})")
-# Host names go into an SPN ("cifs@host") and into DNS look-ups: letters, digits, dot, hyphen,
-# underscore, and what an IPv6 literal needs. Never '@', '/', whitespace or controls.
-_HOST = re.compile(r"[A-Za-z0-9._\-:\[\]%]+")
+# Host names go into an SPN ("cifs@host") and into DNS look-ups: dot-separated labels of
+# letters, digits, hyphen and underscore (no empty label, none starting with '-', which a
+# resolver or tool could take for an option), an optional root dot; or an IP literal (IPv6
+# bracketed or not, '%' only before its zone). Never '@', '/', '%' elsewhere, whitespace.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_HOST_CHARS = re.compile(r"[A-Za-z0-9._\-:\[\]%]+")
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _USER = re.compile(r"[^\x00-\x1f\x7f;]+")
 _IP6_NOCOLON = re.compile(r"[0-9a-fA-F]{32}")
 
@@ -86,9 +91,23 @@ def _host(value: str) -> str:
         raise BadDescription("host= is empty")
     if len(value) > MAX_HOST:
         raise BadDescription(f"host= is {len(value)} bytes, longer than {MAX_HOST}")
-    if not _HOST.fullmatch(value):
+    if _HOST.fullmatch(value) or _ip_literal(value):
+        return value
+    if not _HOST_CHARS.fullmatch(value):
         raise BadDescription(f"host={value!r} has characters a host name cannot have")
-    return value
+    raise BadDescription(f"host={value!r} is neither a host name nor an IP address")
+
+
+def _ip_literal(value: str) -> bool:
+    inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    addr, pct, zone = inner.partition("%")
+    if pct and (":" not in addr or not _ZONE.fullmatch(zone)):
+        return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return ip.version == 6 or inner == value
 
 
 def _ip(field: str, value: str) -> IPAddress:

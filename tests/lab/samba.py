@@ -401,8 +401,7 @@ class SambaLab:
 
 
 def _live_lab_namespaces() -> list[str]:
-    root = Path("/run/netns")
-    return [p.name for p in root.glob("cuplab-*")] if root.exists() else []
+    return netns.names("cuplab-")
 
 
 def reap_stale_labs() -> None:

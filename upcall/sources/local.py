@@ -1,21 +1,23 @@
-"""Local sources, run in a forked child: enter the caller's namespaces, become the user, then
-try the user's own ccache and, for `user=` mounts, the keytab.
+"""Local sources, run in a forked worker: cross the boundary into the caller (boundary.py:
+preload, one setns on the pidfd, the user's ids with no capability), then try the user's own
+ccache and, for `user=` mounts, the keytab.
 
-Order inside the child matters for security: namespaces are entered while still root (setns
-needs it), then privileges are dropped, and only then is anything of the user's opened: the
-ccache, krb5.conf of the container, NSS and DNS for SPN guessing.
+Only after the crossing is anything of the user's touched: the working directory, the
+container's krb5.conf, the ccache, NSS and DNS for SPN guessing. The environment is the
+worker's own: nothing inherited, and GSS_USE_PROXY=no so the local source never reaches
+gssproxy (the interposer would otherwise act with root's gssproxy services).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .. import identity, namespaces
+from .. import boundary, identity, namespaces
 from ..ccache import CcacheChoice
-from ..errors import CredentialError, Reason, UpcallError
-from ..procinfo import IDENTITY, IdMap
+from ..errors import CredentialError, NamespaceError, Reason, UpcallError
 from ..request import IPAddress
 from ..spn import SpnCandidate, SystemResolver, candidates
 from .base import Attempt, SourceKind, SourceToken
@@ -32,16 +34,13 @@ class LocalPlan:
     ip: IPAddress | None
     trust_dns: bool
     ident: identity.Identity
-    pid: int | None
+    target: identity.Target  # ids inside the namespace the worker ends up in
+    pidfd: int  # the caller, pinned by the parent; -1: no caller (enter nothing)
     ns: namespaces.NamespacePlan
-    uid_map: IdMap
-    gid_map: IdMap
     ccache: CcacheChoice
-    try_ccache: bool
     keytab_principal: str | None
     keytab: str | None
     krb5_config: str | None
-    env_notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 class _Candidates:
@@ -76,8 +75,14 @@ def _ccache_source(
         os.environ["KRB5CCNAME"] = plan.ccache.name
     else:
         os.environ.pop("KRB5CCNAME", None)
-    ccname = gssapi.raw.krb5_ccache_name(None).decode(errors="replace")
+    try:
+        ccname = gssapi.raw.krb5_ccache_name(None).decode(errors="replace")
+    except gssapi.exceptions.GSSError as e:  # krb5.conf of the caller unreadable, a loop, ...
+        f = gss.failure(e, "the caller's krb5 configuration cannot be used", who)
+        trail.append(Attempt(SourceKind.CCACHE.value, "failed", f.message, f.reason.value))
+        raise f from None
     where = f"{ccname} ({plan.ccache.origin}{'; ' + plan.ccache.note if plan.ccache.note else ''})"
+    _check_owner(ccname, where, trail)
     try:
         creds = gssapi.Credentials(usage="initiate", mechs=[gss.KRB5])
     except gssapi.exceptions.GSSError as e:
@@ -92,6 +97,29 @@ def _ccache_source(
     tok = first_token(spns, creds, who, trail, SourceKind.CCACHE, _as_is)
     trail.append(Attempt(SourceKind.CCACHE.value, "ok", f"{tok.principal} from {where}"))
     return tok
+
+
+def _check_owner(ccname: str, where: str, trail: list[Attempt]) -> None:
+    """Worker, as the user: a FILE or DIR cache must be the user's own. Another uid's cache
+    that she can read (0644, or through a group) is not hers to present as her identity."""
+    kind, sep, residual = ccname.partition(":")
+    if not sep or "/" in kind:
+        kind, residual = "FILE", ccname
+    if kind not in ("FILE", "DIR"):
+        return
+    path = residual.lstrip(":") if kind == "DIR" else residual
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # nothing there: krb5 reports "no credentials" itself
+    if st.st_uid == os.getuid() and (kind == "DIR" or stat.S_ISREG(st.st_mode)):
+        return
+    what = "not a regular file" if st.st_uid == os.getuid() else f"owned by uid {st.st_uid}"
+    detail = f"{where} is {what}, not the user's own cache (uid {os.getuid()})"
+    trail.append(Attempt(SourceKind.CCACHE.value, "failed", detail, Reason.NO_CREDENTIALS.value))
+    raise CredentialError(
+        detail, hint="KRB5CCNAME must name a cache the user owns; run kinit as the user"
+    )
 
 
 def _keytab_source(plan: LocalPlan, spns: _Candidates, trail: list[Attempt]) -> SourceToken:
@@ -121,36 +149,42 @@ def _keytab_source(plan: LocalPlan, spns: _Candidates, trail: list[Attempt]) -> 
     return tok
 
 
+def _environment(plan: LocalPlan) -> None:
+    os.environ.clear()
+    os.environ.update(PATH="/usr/bin:/bin", GSS_USE_PROXY="no")
+    if plan.krb5_config:
+        os.environ["KRB5_CONFIG"] = plan.krb5_config  # -k: a path in the caller's namespace
+
+
 def run(plan: LocalPlan) -> dict[str, object]:
-    """The child's body: SourceToken JSON plus the trail, or UpcallError carrying the trail."""
-    import gssapi
-    import gssapi.raw  # noqa: F401
-
-    from .. import gss  # noqa: F401
-
-    trail: list[Attempt] = [Attempt("caller", "note", n) for n in plan.env_notes]
+    """Worker body: SourceToken JSON plus the trail, or UpcallError carrying the trail."""
+    trail: list[Attempt] = []
     try:
-        identity.clear_groups()
-        if plan.ns.enter and plan.pid is not None:
-            namespaces.enter(namespaces.open_fds(plan.pid, plan.ns))
+        _environment(plan)
+        boundary.preload()
+        status = boundary.open_status()
+        boundary.enter(plan.pidfd, plan.ns.flags if plan.pidfd >= 0 else 0)
+        boundary.drop(plan.target, status)
+        os.close(status)
+        if plan.ns.enter and plan.pidfd >= 0:
             trail.append(Attempt("namespaces", "ok", "entered " + ",".join(plan.ns.enter)))
-        maps = (plan.uid_map, plan.gid_map) if plan.ns.changes_user else (IDENTITY, IDENTITY)
-        identity.become(plan.ident, *maps)
-        if plan.krb5_config:
-            os.environ["KRB5_CONFIG"] = plan.krb5_config
+        trail.append(Attempt("privileges", "ok", f"uid {plan.target.uid}, no capabilities"))
+        try:
+            os.chdir("/")
+        except OSError as e:
+            raise NamespaceError(f"cannot change to the caller's root: {e.strerror}") from None
         who = plan.ident.name or f"uid {plan.ident.uid}"
         spns = _Candidates(
             candidates(plan.host, plan.ip, trust_dns=plan.trust_dns, resolver=SystemResolver())
         )
         last_error: UpcallError | None = None
-        if plan.try_ccache:
-            try:
-                return {
-                    "token": _ccache_source(plan, spns, who, trail).to_json(),
-                    "trail": [a.as_dict() for a in trail],
-                }
-            except UpcallError as e:
-                last_error = e
+        try:
+            return {
+                "token": _ccache_source(plan, spns, who, trail).to_json(),
+                "trail": [a.as_dict() for a in trail],
+            }
+        except UpcallError as e:
+            last_error = e
         if plan.keytab_principal:
             try:
                 return {

@@ -41,6 +41,7 @@ class ProxyPlan:
     principal: str
     socket: str
     kind: ProxyKind = ProxyKind.IMPERSONATE
+    krb5_config: str | None = None  # the host's krb5.conf (--host-krb5-config)
 
     @property
     def impersonates(self) -> bool:
@@ -82,13 +83,33 @@ def check_socket_dir(socket: str) -> None:
         )
 
 
-def _interpose(socket: str) -> None:
+def _interpose(socket: str, krb5_config: str | None) -> None:
+    """The worker's whole environment: nothing inherited from whoever started the helper."""
+    os.environ.clear()
     os.environ.update(
+        PATH="/usr/bin:/bin",
         GSS_USE_PROXY="yes",
         GSSPROXY_BEHAVIOR="REMOTE_ONLY",  # never fall back to local krb5 with root's creds
         GSSPROXY_SOCKET=socket,
         KRB5CCNAME=PROXY_CCACHE,
     )
+    if krb5_config:
+        os.environ["KRB5_CONFIG"] = krb5_config  # the host's, as gssproxy's
+
+
+def _drop() -> None:
+    """Stay uid 0 (gssproxy serves root's service to uid 0 peers; the socket directory is
+    root's own) but hold no capability: nothing here needs one, and the KDC's and gssproxy's
+    replies are parsed by libkrb5 in this process."""
+    from .. import boundary
+    from ..identity import Target
+
+    status = boundary.open_status()
+    try:
+        boundary.enter(-1, 0)  # supplementary groups only: no caller is entered
+        boundary.drop(Target(0, 0), status)
+    finally:
+        os.close(status)
 
 
 def _failure(e: object, plan: ProxyPlan, phase: ProxyPhase, spn: str, what: str) -> UpcallError:
@@ -105,8 +126,9 @@ def run(plan: ProxyPlan) -> dict[str, object]:
     """The child's body: SourceToken JSON plus the trail, or UpcallError carrying the trail."""
     trail: list[Attempt] = []
     try:
+        _drop()
         check_socket_dir(plan.socket)
-        _interpose(plan.socket)
+        _interpose(plan.socket, plan.krb5_config)
         import gssapi  # first libgssapi use: after the environment above
 
         from .. import gss

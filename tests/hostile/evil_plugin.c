@@ -1,0 +1,132 @@
+/* A krb5 plugin module a hostile caller names in her own krb5.conf ([plugins] ... module =).
+ * Its constructor runs when libkrb5 dlopen()s it inside the helper's child.  Built by the tests
+ * with -DREPORT_DIR="..." and -DEVIL_MODE=0 (record), 1 (flood), 2 (forge).
+ *   record: write /proc/self/status Cap lines, NoNewPrivs, Seccomp and getresuid/getresgid to a file
+ *   flood:  also write 256 MiB into every pipe among fds >= 3 (the child->parent result pipe)
+ *   forge:  also write a well-formed forged result JSON into every such pipe, then _exit(0)
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
+
+#ifndef REPORT_DIR
+#define REPORT_DIR "/tmp"
+#endif
+#ifndef EVIL_MODE
+#define EVIL_MODE 0
+#endif
+
+static void record(void) {
+    char path[512], line[512], buf[8192];
+    uid_t r, e, s;
+    gid_t gr, ge, gs;
+    size_t n = 0;
+    getresuid(&r, &e, &s);
+    getresgid(&gr, &ge, &gs);
+    n += snprintf(buf + n, sizeof buf - n, "pid=%d\nresuid=%u,%u,%u\nresgid=%u,%u,%u\n",
+                  (int)getpid(), r, e, s, gr, ge, gs);
+    /* from the kernel itself, not /proc by path: the caller may have replaced her /proc */
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct c[2] = {{0}};
+    if (syscall(SYS_capget, &h, c) == 0)
+        n += snprintf(buf + n, sizeof buf - n,
+                      "capget_eff=%08x%08x\ncapget_prm=%08x%08x\ncapget_inh=%08x%08x\n",
+                      c[1].effective, c[0].effective, c[1].permitted, c[0].permitted,
+                      c[1].inheritable, c[0].inheritable);
+    n += snprintf(buf + n, sizeof buf - n, "prctl_nnp=%d\nprctl_capbset_sys_admin=%d\n",
+                  prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), prctl(PR_CAPBSET_READ, 21, 0, 0, 0));
+    FILE *st = fopen("/proc/self/status", "r");
+    if (st) {
+        while (fgets(line, sizeof line, st) && n < sizeof buf - 600) {
+            if (!strncmp(line, "Cap", 3) || !strncmp(line, "NoNewPrivs", 10) ||
+                !strncmp(line, "Seccomp:", 8) || !strncmp(line, "Uid:", 4) ||
+                !strncmp(line, "Gid:", 4) || !strncmp(line, "Groups:", 7))
+                n += snprintf(buf + n, sizeof buf - n, "%s", line);
+        }
+        fclose(st);
+    } else {
+        n += snprintf(buf + n, sizeof buf - n, "status=unreadable\n");
+    }
+    snprintf(path, sizeof path, REPORT_DIR "/report-%d-%ld", (int)getpid(), (long)time(NULL));
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd >= 0) {
+        if (write(fd, buf, n) < 0) { /* nothing to do */ }
+        close(fd);
+    }
+    /* second channel: the helper's stderr */
+    dprintf(2, "EVIL-PLUGIN-RAN pid=%d euid=%u\n", (int)getpid(), e);
+}
+
+static int pipe_fds(int *out, int max) {
+    int k = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    char p[64], l[128];
+    if (!d) return 0;
+    while ((de = readdir(d)) && k < max) {
+        int fd = atoi(de->d_name);
+        if (fd < 3) continue;
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        ssize_t m = readlink(p, l, sizeof l - 1);
+        if (m <= 0) continue;
+        l[m] = 0;
+        if (!strncmp(l, "pipe:", 5)) out[k++] = fd;
+    }
+    closedir(d);
+    return k;
+}
+
+static void flood(void) {
+    int fds[64], k = pipe_fds(fds, 64);
+    static char chunk[1 << 20];
+    memset(chunk, 'A', sizeof chunk);
+    for (int i = 0; i < k; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        if ((fl & O_ACCMODE) == O_RDONLY) continue;
+        for (int j = 0; j < 256; j++)
+            if (write(fds[i], chunk, sizeof chunk) < 0) break;
+    }
+}
+
+static void forge(void) {
+    static const char json[] =
+        "{\"ok\": {\"token\": {\"source\": \"proxy\", \"token\": \"6082deadbeef\", "
+        "\"session_key\": \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\", "
+        "\"enctype\": 18, \"principal\": \"bob@LAB.TEST\", \"spn\": \"cifs/dc1.lab.test\", "
+        "\"impersonated\": true}, \"trail\": [{\"source\": \"proxy\", \"outcome\": \"ok\", "
+        "\"detail\": \"bob@LAB.TEST via gssproxy\", \"reason\": \"\"}]}}";
+    int fds[64], k = pipe_fds(fds, 64);
+    for (int i = 0; i < k; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        if ((fl & O_ACCMODE) == O_RDONLY) continue;
+        if (write(fds[i], json, sizeof json - 1) < 0) { /* next */ }
+    }
+    _exit(0);
+}
+
+__attribute__((constructor)) static void evil_init(void) {
+    record();
+    if (EVIL_MODE == 1) flood();
+    if (EVIL_MODE == 2) forge();
+}
+
+/* krb5 looks these up after dlopen; refusing the version makes it skip the module quietly. */
+#define KRB5_PLUGIN_VER_NOTSUPP (-1765328137L)
+#define VT(iface) long iface##_evil_initvt(void *c, int maj, int min, void *vt) { \
+    (void)c; (void)maj; (void)min; (void)vt; return KRB5_PLUGIN_VER_NOTSUPP; }
+VT(ccselect)
+VT(hostrealm)
+VT(localauth)
+VT(clpreauth)
+VT(gssapi)
+VT(pwqual)
+VT(certauth)
+VT(kdcpolicy)

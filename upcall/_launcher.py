@@ -1,0 +1,44 @@
+"""Install step: write the `cifs-upcall` launcher request-key runs. Never imported at run time.
+
+The launcher starts Python with `-I -S`: no site (a venv's site and an editable install's path
+finder cost ~20 ms, and nothing from PYTHON* or a user site may reach a root process), so it
+puts the package directory and Debian's dist-packages (python3-gssapi, -keyutils, -cffi, -yaml)
+on sys.path itself, then hands over to the thin client.
+
+    python3 -m upcall._launcher DEST [PYTHON]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TEMPLATE = """#!{python} -IS
+# cifs-upcall: the helper request-key runs (thin client; see upcall/client.py)
+import sys
+sys.path[:0] = {paths!r}
+from upcall.client import main
+sys.exit(main())
+"""
+DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+
+
+def render(python: str, pkgdir: str) -> str:
+    paths = [pkgdir] if pkgdir == DIST_PACKAGES else [pkgdir, DIST_PACKAGES]
+    return TEMPLATE.format(python=python, paths=paths)
+
+
+def main(argv: list[str]) -> int:
+    dest = argv[1]
+    python = argv[2] if len(argv) > 2 else "/usr/bin/python3"
+    pkgdir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tmp = f"{dest}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(render(python, pkgdir))
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

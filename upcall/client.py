@@ -1,0 +1,233 @@
+"""cifs-upcall's entry point: request-key runs it for each cifs.spnego key. Root, host namespaces.
+
+Thin on purpose: for a key (`... SERIAL`) or a dry run (`--dry-run DESCRIPTION`) it imports only
+os, sys, struct, _socket, syslog, python-keyutils and the pre-built cffi module (no site with
+`python3 -I -S`, no argparse, no gssapi). It does the keyring edge itself (assume authority,
+describe), pins the caller with a pidfd, and hands both to the warm daemon
+(`cifs-upcall serve`) over its root-only socket with the command line; the daemon parses the
+arguments with the one parser, checks the key's origin, runs the pipeline and replies with
+the payload and the log lines; the client instantiates or negates and writes the lines.
+
+If no daemon accepts the request within ACK_BOUND, the client runs the same code in-process
+(respond.py through cli.py) and says `via=in-process` in its log line. Everything else
+(`serve`, `doctor`, --help, --version, ...) goes to cli.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+DEFAULT_SOCKET = "/run/cifs-upcall/upcall.sock"
+SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+SERIAL_MAX = 2**31 - 1  # key_serial_t is int32_t; serials are positive
+ACK_BOUND = 2.0  # seconds for a daemon to accept before the client works in-process
+REPLY_MARGIN = 5.0  # past the upcall's deadline, for the daemon's reply to arrive
+DEFAULT_DEADLINE = 10.0
+
+
+def clean_environment() -> None:
+    """Start from an environment of our own: request-key passes HOME and PATH, an admin's
+    request-key line or shell may add GSS_USE_PROXY, KRB5_CONFIG, KRB5CCNAME, ... none of
+    which may steer a root process (the workers set exactly what they need)."""
+    os.environ.clear()
+    os.environ["PATH"] = SAFE_PATH
+
+
+def parse_serial(text: str) -> int:
+    """request-key's %k: a positive decimal key serial that fits key_serial_t."""
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        raise ValueError(f"key serial {text!r} is not a positive decimal number")
+    serial = int(text, 10)
+    if not 0 < serial <= SERIAL_MAX:
+        raise ValueError(f"key serial {serial} is out of range (1..{SERIAL_MAX})")
+    return serial
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value of `--name V` or `--name=V` (last wins), without a parser: only the few the
+    client needs before the daemon parses the line properly."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg[len(name) + 1 :]
+    return value
+
+
+def _mode(argv: list[str]) -> str | None:
+    """ "key", "dry", or None: anything else is for the full command line (cli.py)."""
+    if not argv or argv[0] in ("serve", "doctor", "explain") or "-h" in argv or "--help" in argv:
+        return None
+    if any(a in ("-v", "--version", "--no-daemon") for a in argv):
+        return None
+    if _flag(argv, "--dry-run") is not None:
+        return "dry"
+    return "key" if argv[-1].isdigit() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    clean_environment()
+    mode = _mode(args)
+    if mode is None:
+        from .cli import main as full
+
+        return full(args)
+    try:
+        serial = parse_serial(args[-1]) if mode == "key" else 0
+    except ValueError:
+        from .cli import main as full
+
+        return full(args)  # logs the refusal properly
+    return run(mode, serial, args)
+
+
+def run(mode: str, serial: int, argv: list[str]) -> int:
+    """Key or dry run through the daemon, else in-process. Negates on every failure path."""
+    from . import _keyctl
+
+    described = ""
+    reply = None
+    why = ""
+    try:
+        if mode == "key":
+            import keyutils
+
+            _keyctl.assume_authority(serial)
+            described = keyutils.describe_key(serial).decode("utf-8", "replace")
+        text = described.split(";", 4)[-1] if mode == "key" else _flag(argv, "--dry-run") or ""
+        reply, why = _ask_daemon(mode, serial, text if mode == "dry" else described, argv)
+    except Exception as e:
+        why = f"{type(e).__name__}: {e}"
+    if reply is None:
+        from .cli import in_process
+
+        return in_process(mode, serial, argv, f"in-process ({why})")
+    return apply(reply, serial if mode == "key" else None)
+
+
+def _pin(description: str) -> int:
+    from .pidpin import PinError, pin
+    from .wire import pid_hint
+
+    pid = pid_hint(description)
+    if pid is None:
+        return -1
+    try:
+        return pin(pid)[0]
+    except PinError:
+        return -1  # the daemon reports the caller as gone
+
+
+def _ask_daemon(mode: str, serial: int, text: str, argv: list[str]) -> tuple[object, str]:
+    """(Reply, "") from the daemon, or (None, why not)."""
+    import _socket
+    import struct
+
+    from . import wire
+
+    path = _flag(argv, "--socket") or DEFAULT_SOCKET
+    deadline = float(_flag(argv, "--deadline") or DEFAULT_DEADLINE)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    pidfd = _pin(text)
+    try:
+        s.settimeout(ACK_BOUND)
+        try:
+            s.connect(path)
+        except OSError as e:
+            return None, f"no daemon at {path}: {e.strerror or e}"
+        msg = wire.request(mode, serial, text, argv)
+        anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", pidfd))]
+        s.sendmsg([msg], anc if pidfd >= 0 else [])
+        s.shutdown(_socket.SHUT_WR)
+        buf, recs, acked = b"", [], False
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                what = "reply" if acked else "acceptance"
+                return None, f"daemon at {path}: no {what} in time"
+            if not chunk:
+                break
+            buf += chunk
+            if len(buf) > wire.REPLY_MAX:
+                return None, f"daemon at {path}: reply too large"
+            got, buf = wire.records(buf, wire.REPLY_MAX)
+            recs.extend(got)
+            if not acked and recs:
+                acked = True
+                s.settimeout(deadline + REPLY_MARGIN)
+        try:
+            return wire.Reply.decode(recs), ""
+        except ValueError as e:
+            return None, f"daemon at {path}: {e}"
+    finally:
+        s.close()
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def apply(reply: object, serial: int | None) -> int:
+    """Carry out a Reply: log lines, stdout, payload file; for a key, instantiate it or negate
+    it on every other path (even a crash), so the kernel never waits out its own 60 s."""
+    from . import log
+    from .wire import Reply
+
+    assert isinstance(reply, Reply)
+    log.setup(debug=reply.debug, echo=reply.echo, log_file=reply.log_file)
+    answered = False
+    try:
+        for prio, line in reply.lines:
+            log.emit(prio, line)
+        if reply.stdout:
+            sys.stdout.write(reply.stdout)
+            sys.stdout.flush()
+        if reply.payload is not None and reply.payload_out:
+            write_private(reply.payload_out, reply.payload)
+        if serial is None:
+            return reply.exit
+        if reply.exit == 0 and reply.payload is not None:
+            answered = _instantiate(serial, reply.payload)
+        return 0 if answered else 1
+    finally:
+        if serial is not None and not answered:
+            _negate(serial, reply.negate_timeout)
+
+
+def _instantiate(serial: int, payload: bytes) -> bool:
+    from . import keyring, log
+    from .errors import KeyringError
+
+    try:
+        keyring.instantiate(serial, payload)
+        return True
+    except KeyringError as e:
+        log.emit(3, log.kv(outcome="failed", key=serial, reason=e.reason.value, error=e.message))
+        return False
+
+
+def _negate(serial: int, timeout: int) -> None:
+    from . import keyring, log
+    from .errors import KeyringError
+
+    try:
+        keyring.negate(serial, timeout)
+    except KeyringError as e:
+        log.emit(3, log.kv(key=serial, error=e.message))
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Root writes a secret (a session key) where an admin said: 0600, never through a
+    symlink, complete or not at all."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,58 @@
+"""Pin the process behind the kernel's pid= with a pidfd. Root, host namespaces (the thin client
+and the parent). Imports only os: the thin client uses it before handing the pidfd on.
+
+The kernel sends current->pid, a thread id; pidfd_open(2) wants a thread-group leader, so the
+thread is resolved to its process first and checked to still belong to it once pinned.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class PinError(Exception):
+    """The caller cannot be pinned (gone, or its /proc entry unreadable)."""
+
+
+def _status_field(pid: int, name: str) -> str:
+    prefix = name + ":"
+    with open(f"/proc/{pid}/status") as f:
+        for line in f.read(65536).splitlines():
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+    raise PinError(f"caller pid {pid}: no {name} in its status")
+
+
+def thread_group(tid: int) -> int:
+    try:
+        return int(_status_field(tid, "Tgid"))
+    except FileNotFoundError:
+        raise PinError(f"caller pid {tid} does not exist") from None
+    except (OSError, ValueError) as e:
+        raise PinError(f"caller pid {tid}: unreadable status ({e})") from None
+
+
+def pin(pid: int) -> tuple[int, int]:
+    """(pidfd, process id) for the kernel's pid=; the caller closes the pidfd."""
+    tgid = thread_group(pid)
+    try:
+        fd = os.pidfd_open(tgid)
+    except OSError as e:
+        raise PinError(f"caller pid {tgid}: {e.strerror}") from None
+    if tgid != pid and not os.path.exists(f"/proc/{tgid}/task/{pid}"):
+        os.close(fd)
+        raise PinError(f"thread {pid} is no longer part of process {tgid}")
+    return fd, tgid
+
+
+def fd_pid(pidfd: int) -> int:
+    """The pid (in our pid namespace) a pidfd refers to, from /proc/self/fdinfo; -1 if the
+    process has exited."""
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}") as f:
+            for line in f:
+                if line.startswith("Pid:"):
+                    return int(line[4:].strip())
+    except (OSError, ValueError):
+        pass
+    raise PinError(f"fd {pidfd} is not a pidfd")

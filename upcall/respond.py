@@ -1,0 +1,197 @@
+"""What answering one request comes to: run the pipeline, then present its outcome as a
+wire.Reply (log lines, the payload, a dry run's output). Root, host namespaces: the daemon's
+per-request handler, or the client itself when no daemon answers (in-process).
+
+The keyring is not touched here: the client instantiates or negates, so a dry run runs
+exactly this, daemon included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import syslog
+from typing import TYPE_CHECKING
+
+from . import log
+from .errors import KeyringError, UpcallError
+from .wire import Reply
+
+if TYPE_CHECKING:
+    from .pipeline import Options, Outcome
+
+
+def options(a: argparse.Namespace) -> Options:
+    from .pipeline import Options
+
+    return Options(
+        krb5_config=a.krb5conf,
+        keytab=a.keytab,
+        legacy_uid=a.legacy_uid,
+        trust_dns=a.trust_dns,
+        env_probe=not a.no_env_probe,
+        deadline=a.deadline,
+        policy_path=a.policy,
+        host_krb5_config=a.host_krb5_config,
+    )
+
+
+def _reply(a: argparse.Namespace) -> Reply:
+    r = Reply()
+    r.negate_timeout = a.negate_timeout
+    r.log_file = a.log_file
+    r.debug = a.debug
+    return r
+
+
+def summary(out: Outcome, serial: int | None, via: str) -> str:
+    """The one line per upcall: outcome, source, principal, ... reason and hint on failure."""
+    req = out.request
+    common = dict(
+        key=serial,
+        host=req.host,
+        sec=req.sec.value,
+        uid=out.uid,
+        pid=req.pid,
+        target=req.upcall_target.value,
+    )
+    if out.ok and out.token:
+        return log.kv(
+            outcome="ok",
+            source=out.source,
+            principal=out.principal,
+            spn=out.spn,
+            impersonated="yes" if out.token.impersonated else "no",
+            **common,
+            ms=round(out.seconds * 1000),
+            via=via,
+        )
+    assert out.reason is not None
+    return log.kv(
+        outcome="failed",
+        reason=out.reason.value,
+        **common,
+        ms=round(out.seconds * 1000),
+        via=via,
+        error=out.message,
+        hint=out.hint,
+    )
+
+
+def _outcome_lines(out: Outcome, serial: int | None, via: str) -> list[tuple[int, str]]:
+    lines = [(syslog.LOG_DEBUG, log.kv(**step)) for step in out.trail]
+    lines.append((syslog.LOG_INFO if out.ok else syslog.LOG_ERR, summary(out, serial, via)))
+    return lines
+
+
+def refused(e: UpcallError, serial: int | None, via: str) -> tuple[int, str]:
+    """The line for a request refused before the pipeline (key, origin, description)."""
+    line = log.kv(
+        outcome="refused", key=serial, reason=e.reason.value, via=via, error=e.message,
+        hint=e.hint,
+    )  # fmt: skip
+    return syslog.LOG_ERR, line
+
+
+def key_reply(serial: int, described: str, a: argparse.Namespace, pidfd: int | None,
+              via: str) -> Reply:  # fmt: skip
+    """A kernel key: `described` is keyctl_describe's `type;uid;gid;perm;description`."""
+    from .origin import check_origin, parse_describe
+    from .pipeline import run_upcall
+    from .request import parse_description
+
+    r = _reply(a)
+    try:
+        info = parse_describe(described)
+        check_origin(info)
+        req = parse_description(info.description)
+    except UpcallError as e:
+        r.lines.append(refused(e, serial, via))
+        return r
+    out = run_upcall(req, options(a), pidfd=pidfd)
+    r.lines.extend(_outcome_lines(out, serial, via))
+    if out.ok:
+        r.payload, r.exit = out.payload, 0
+    return r
+
+
+def _doc(out: Outcome, via: str) -> dict[str, object]:
+    return {
+        "via": via,
+        "outcome": "ok" if out.ok else "failed",
+        "reason": out.reason.value if out.reason else None,
+        "message": out.message,
+        "hint": out.hint,
+        "source": out.source or None,
+        "principal": out.principal or None,
+        "spn": out.spn or None,
+        "impersonated": bool(out.token and out.token.impersonated),
+        "uid": out.uid,
+        "enctype": out.token.enctype if out.token else None,
+        "session_key_len": len(out.token.session_key) if out.token else None,
+        "payload_len": len(out.payload) if out.payload else None,
+        "seconds": round(out.seconds, 4),
+        "trail": out.trail,
+    }
+
+
+def dry_reply(text: str, a: argparse.Namespace, pidfd: int | None, via: str) -> Reply:
+    """--dry-run DESCRIPTION (or a whole describe string): everything but the keyring."""
+    from .origin import check_origin, parse_describe
+    from .pipeline import run_upcall
+    from .request import parse_description
+
+    r = _reply(a)
+    r.echo = a.debug
+    r.payload_out = a.payload_out
+    try:
+        if text.startswith("cifs.spnego;") or (
+            text.count(";") >= 4 and not text.startswith("ver=")
+        ):
+            info = parse_describe(text)
+            check_origin(info)
+            text = info.description
+        req = parse_description(text)
+    except UpcallError as e:
+        doc: dict[str, object] = {
+            "outcome": "failed", "reason": e.reason.value, "message": e.message,
+            "hint": e.hint, "source": None, "principal": None, "spn": None, "trail": [],
+        }  # fmt: skip
+        r.stdout = (
+            json.dumps(doc) if a.json else f"refused: {e.reason.value}: {e.message} ({e.hint})"
+        ) + "\n"
+        return r
+    out = run_upcall(req, options(a), pidfd=pidfd)
+    r.lines.extend(_outcome_lines(out, None, via))
+    r.payload = out.payload
+    if a.json:
+        r.stdout = json.dumps(_doc(out, via)) + "\n"
+    else:
+        rows = [f"  {s['source']:<10} {s['outcome']:<7} {s['detail']}" for s in out.trail]
+        r.stdout = "\n".join([*rows, summary(out, None, via)]) + "\n"
+    r.exit = 0 if out.ok else 1
+    return r
+
+
+def keyring_failed(serial: int, e: KeyringError) -> tuple[int, str]:
+    return syslog.LOG_ERR, log.kv(
+        outcome="failed", key=serial, reason=e.reason.value, error=e.message, hint=e.hint
+    )
+
+
+def bad_arguments(serial: int | None, why: str, argv: list[str]) -> Reply:
+    """An unknown flag in the request-key line: one log line and a short negative key, not
+    argparse's exit 2 on a stderr that request-key throws away. --log-file still counts when
+    it can be found without the parser."""
+    from .client import _flag
+    from .errors import Reason
+
+    r = Reply()
+    r.log_file = _flag(argv, "--log-file")
+    line = log.kv(
+        outcome="refused", key=serial, reason=Reason.BAD_ARGUMENTS.value, error=why,
+        hint="fix the helper's arguments in /etc/request-key.d (cifs-upcall --help)",
+    )  # fmt: skip
+    r.lines.append((syslog.LOG_ERR, line))
+    r.exit = 2
+    return r
