@@ -10,7 +10,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-BUILDER = "upcall/_ffi_build.py"
+BUILDER = "upcall/_native_build.py"
 
 if (Path(__file__).resolve().parent / BUILDER).is_file():
     setup(cffi_modules=[f"{BUILDER}:ffibuilder"])

@@ -24,8 +24,8 @@ die() { say "ERROR: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap and chroot)"
 
 # The out-of-line cffi module is part of the package: no builder, no package.
-[ -f "$here/upcall/_ffi_build.py" ] ||
-    die "upcall/_ffi_build.py is missing: the package must ship upcall/_native.py, which that" \
+[ -f "$here/upcall/_native_build.py" ] ||
+    die "upcall/_native_build.py is missing: the package must ship upcall/_native.py, which that" \
         "builder (cffi ABI out-of-line mode) generates. Nothing was built."
 
 build_depends() {
