@@ -76,6 +76,10 @@ install_ours() {
     echo "dpkg -V cifs-utils, man/doc exclusions aside: [$changed]"
     [ -z "$changed" ] || { echo "cifs-utils' files changed"; return 1; }
     cat "$OURS_RKCONF"
+    # what the maintainer scripts set up where systemd runs: the warm path's socket, tmpfiles.d
+    echo "cifs-upcall.socket: $(systemctl is-enabled cifs-upcall.socket) $(systemctl is-active cifs-upcall.socket)"
+    stat -c '%A %U %n' /run/cifs-upcall /run/cifs-upcall/upcall.sock /run/gssproxy/cifs
+    head -1 "$OURS"
     [ -x "$OURS" ]
 }
 OURS_OK=
