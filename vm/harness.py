@@ -231,14 +231,15 @@ def prune_cache(image: Path, suite: str) -> None:
     """
     images = image.parent
 
-    def newest(pattern: str) -> list[str]:
-        found = sorted(images.glob(pattern), key=lambda p: p.stat().st_mtime)
+    def newest(pattern: str, base: bool) -> list[str]:
+        found = [p for p in images.glob(pattern) if ("-base-" in p.parent.name) == base]
+        found.sort(key=lambda p: p.stat().st_mtime)
         return [p.parent.name for p in found[-KEEP_IMAGES:]]
 
     keep = {
         image.name,
-        *newest(f"{suite}-base-*/MANIFEST"),
-        *(n for n in newest(f"{suite}-*/MANIFEST") if "-base-" not in n),
+        *newest(f"{suite}-base-*/MANIFEST", base=True),
+        *newest(f"{suite}-*/MANIFEST", base=False),
     }
     for manifest in images.glob(f"{suite}-*/MANIFEST"):
         d = manifest.parent
