@@ -1,17 +1,18 @@
 """vm/run: the one command for the kernel-level tests.
 
-Builds the guest image if its recipe changed (vm/build-image), ships the project's current working
-tree into a fresh run directory, boots the guest once with no network device (vm/boot-vm), where
-vm/guest/tests/run.sh installs the tree into /opt/cifs-upcall and runs every scenario with the
-stock cifs.upcall and with ours, then prints the results side by side and a closing line
-``vm: N passed, N failed``.
+Builds the Debian packages of the working tree (scripts/build-deb.sh, into dist/), then per guest
+suite (Debian 13 trixie and Debian 12 bookworm by default): builds the guest image if its recipe
+changed (vm/build-image), puts the packages into a fresh run directory, boots the guest once with
+no network device (vm/boot-vm), where vm/guest/tests/run.sh installs them (apt, as an
+administrator would) and runs every scenario with the stock cifs.upcall and with ours; then prints
+the results side by side per suite and a closing line ``vm: N passed, N failed`` over all suites.
 
 Exit status: 0 when every scenario expected to pass (vm/expected) passed; 1 when one did not;
 2 for a harness error (no result from the guest, build failure); 77 when this machine cannot run
 the VM at all (missing qemu/debootstrap, not root), said loudly on stderr.
 
-Usage: vm/run [--helpers "stock ours"] [--scenarios "10 20"] [--bench] [--bench-rounds N]
-              [--shell] [--print-key]
+Usage: vm/run [--suites "trixie bookworm"] [--helpers "stock ours"] [--scenarios "10 20"]
+              [--debs DIR] [--bench] [--bench-rounds N] [--shell] [--print-key]
 Env: VM_CACHE (default /var/cache/cifs-upcall-vm), ACCEL, TIMEOUT, MEM, SMP (see vm/boot-vm).
 """
 
@@ -23,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +34,7 @@ REPO = VM_DIR.parent
 CACHE = Path(os.environ.get("VM_CACHE", "/var/cache/cifs-upcall-vm"))
 EXIT_CANNOT_RUN = 77
 HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "chroot")
+SUITES = ("trixie", "bookworm")
 
 
 def cannot_run_reason() -> str | None:
@@ -61,7 +62,9 @@ class Expectation:
 
 
 def load_expected() -> dict[tuple[str, str], Expectation]:
-    """vm/expected: '<scenario-number> <helper> pass|xfail|info [why]' per line."""
+    """vm/expected: '<scenario-number> <helper>[@suite] pass|xfail|info [why]' per line.
+
+    A line for helper@suite applies to that suite only and wins over the plain helper line."""
     out: dict[tuple[str, str], Expectation] = {}
     for line in (VM_DIR / "expected").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -119,8 +122,16 @@ def scenario_titles() -> dict[str, str]:
     return titles
 
 
-def report(out: Path, helpers: list[str]) -> int:
-    """Print the side-by-side table; return the exit status."""
+def expectation(
+    expected: dict[tuple[str, str], Expectation], num: str, helper: str, suite: str
+) -> Expectation:
+    return expected.get((num, f"{helper}@{suite}")) or expected.get(
+        (num, helper), Expectation("pass")
+    )
+
+
+def report(out: Path, helpers: list[str], suite: str = "trixie") -> tuple[int, int, int]:
+    """Print the side-by-side table; return (exit status, cells passed, cells failed)."""
     expected = load_expected()
     titles = scenario_titles()
     cells: dict[tuple[str, str], Cell] = {}
@@ -129,9 +140,8 @@ def report(out: Path, helpers: list[str]) -> int:
             cells[(f.stem, helper)] = parse_checks(f, helper)
     scenarios = sorted({s for s, _ in cells})
     if not scenarios:
-        print("vm: no scenario results came back from the guest", file=sys.stderr)
-        print("vm: 0 passed, 0 failed")
-        return 2
+        print(f"vm: {suite}: no scenario results came back from the guest", file=sys.stderr)
+        return 2, 0, 0
 
     n_pass = n_fail = 0
     unexpected: list[str] = []
@@ -139,6 +149,7 @@ def report(out: Path, helpers: list[str]) -> int:
     w = max(len(f"{s[:2]} {titles.get(s, s)}") for s in scenarios) + 1
     header = f"{'scenario':<{w}}" + "".join(f"| {h:<22}" for h in helpers)
     print()
+    print(f"guest: Debian {suite}")
     print(header)
     print("-" * len(header))
     for s in scenarios:
@@ -149,7 +160,7 @@ def report(out: Path, helpers: list[str]) -> int:
             if cell is None:
                 row += f"| {'(not run)':<22}"
                 continue
-            exp = expected.get((num, h), Expectation("pass"))
+            exp = expectation(expected, num, h, suite)
             text = cell.summary()
             if cell.passed:
                 n_pass += 1
@@ -171,12 +182,13 @@ def report(out: Path, helpers: list[str]) -> int:
         for h in helpers:
             cell = cells.get((s, h))
             if cell and cell.failed:
-                exp = expected.get((s[:2], h), Expectation("pass"))
+                exp = expectation(expected, s[:2], h, suite)
                 note = f" [expected {exp.outcome}: {exp.why}]" if exp.outcome != "pass" else ""
                 print(f"{s} / {h}: failed checks{note}")
                 for _, name, detail in cell.failed:
                     print(f"    FAIL {name}: {detail[:240]}")
     summary = {
+        "suite": suite,
         "cells": [
             {
                 "scenario": c.scenario,
@@ -192,29 +204,44 @@ def report(out: Path, helpers: list[str]) -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if xpass:
-        print(f"vm: XPASS (expected to fail, passed; update vm/expected): {' '.join(xpass)}")
+        print(
+            f"vm: {suite}: XPASS (expected to fail, passed; update vm/expected): {' '.join(xpass)}"
+        )
     if unexpected:
-        print(f"vm: UNEXPECTED failures: {' '.join(unexpected)}")
+        print(f"vm: {suite}: UNEXPECTED failures: {' '.join(unexpected)}")
     else:
-        print("vm: every scenario expected to pass passed")
-    print(f"vm: {n_pass} passed, {n_fail} failed")
-    return 1 if unexpected else 0
+        print(f"vm: {suite}: every scenario expected to pass passed")
+    print(f"vm: {suite}: {n_pass} passed, {n_fail} failed")
+    return (1 if unexpected else 0), n_pass, n_fail
 
 
 # --- cache housekeeping ------------------------------------------------------------------------
 KEEP_RUNS = 10
 
 
-def prune_cache(image: Path) -> None:
+KEEP_IMAGES = 2
+
+
+def prune_cache(image: Path, suite: str) -> None:
     """Drop images of older recipes (about 600 MB each) and all but the newest KEEP_RUNS runs.
 
-    Kept: the current image, and the newest stage-1 base (the next stage-2 edit reuses it).
+    Only this suite's images are considered. Kept: the current image, the newest KEEP_IMAGES
+    images and stage-1 bases (another checkout may be using the previous recipe right now).
     Only finished images (a MANIFEST) are touched; *.tmp dirs of a build in progress are not.
     """
     images = image.parent
-    bases = sorted(images.glob("*-base-*/MANIFEST"), key=lambda p: p.stat().st_mtime)
-    keep = {image.name, *(p.parent.name for p in bases[-1:])}
-    for manifest in images.glob("*/MANIFEST"):
+
+    def newest(pattern: str, base: bool) -> list[str]:
+        found = [p for p in images.glob(pattern) if ("-base-" in p.parent.name) == base]
+        found.sort(key=lambda p: p.stat().st_mtime)
+        return [p.parent.name for p in found[-KEEP_IMAGES:]]
+
+    keep = {
+        image.name,
+        *newest(f"{suite}-base-*/MANIFEST", base=True),
+        *newest(f"{suite}-*/MANIFEST", base=False),
+    }
+    for manifest in images.glob(f"{suite}-*/MANIFEST"):
         d = manifest.parent
         if d.name not in keep and not d.is_symlink() and not d.name.endswith(".tmp"):
             log(f"pruning old image {d.name}")
@@ -225,25 +252,23 @@ def prune_cache(image: Path) -> None:
 
 
 # --- run -----------------------------------------------------------------------------------
-def working_tree_tar(dest: Path) -> int:
-    """The project's current working tree (tracked + untracked, minus .gitignore'd) as a tar."""
-    names = (
-        subprocess.run(
-            ["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard", "-z"],
-            check=True,
-            capture_output=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    n = 0
-    with tarfile.open(dest, "w") as tar:
-        for name in names:
-            p = REPO / name
-            if name and p.is_file() and "__pycache__" not in p.parts:
-                tar.add(p, arcname=name, recursive=False)
-                n += 1
-    return n
+def build_debs() -> Path | None:
+    """scripts/build-deb.sh: the working tree's Debian packages in dist/ (None: it failed)."""
+    log("building the Debian packages (scripts/build-deb.sh)")
+    rc = subprocess.call(["bash", str(REPO / "scripts/build-deb.sh")], stdout=sys.stderr)
+    if rc != 0:
+        print(f"vm/run: scripts/build-deb.sh failed (exit {rc})", file=sys.stderr)
+        return None
+    return REPO / "dist"
+
+
+def copy_debs(src: Path, dest: Path) -> list[str]:
+    dest.mkdir(parents=True, exist_ok=True)
+    names = []
+    for deb in sorted(src.glob("*.deb")):
+        shutil.copy2(deb, dest / deb.name)
+        names.append(deb.name)
+    return names
 
 
 def follow(path: Path, stop: threading.Event) -> None:
@@ -264,71 +289,45 @@ def follow(path: Path, stop: threading.Event) -> None:
         time.sleep(1)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--helpers", default="stock ours")
-    ap.add_argument("--scenarios", default="", help="scenario numbers, e.g. '10 20' (default: all)")
-    ap.add_argument(
-        "--bench", action="store_true", help="also run vm/guest/tests/bench.py in the guest"
-    )
-    ap.add_argument("--bench-rounds", type=int, default=7)
-    ap.add_argument(
-        "--ours-args", default="", help="options for our helper's request-key line, e.g. '-d'"
-    )
-    ap.add_argument(
-        "--shell", action="store_true", help="interactive boot (serial console), no scenarios"
-    )
-    ap.add_argument("--print-key", action="store_true", help="print the image cache key")
-    ap.add_argument("--report", metavar="RUNDIR", help="only print the report of an earlier run")
-    args = ap.parse_args()
+def run_suite(suite: str, args: argparse.Namespace, debs: Path | None) -> tuple[int, int, int]:
+    """Build (if needed) and boot one suite's guest; (status, cells passed, cells failed)."""
     helpers = args.helpers.split()
-
-    if args.print_key:
-        return subprocess.call([str(VM_DIR / "build-image"), "--print-key"])
-    if args.report:
-        return report(Path(args.report) / "out", helpers)
-    reason = cannot_run_reason()
-    if reason:
-        print(f"vm/run: CANNOT RUN THE VM TESTS ON THIS MACHINE: {reason}", file=sys.stderr)
-        print("vm: 0 passed, 0 failed (not run)")
-        return EXIT_CANNOT_RUN
-
     t0 = time.monotonic()
-    build = subprocess.run([str(VM_DIR / "build-image")], stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ, VM_SUITE=suite)
+    build = subprocess.run(
+        [str(VM_DIR / "build-image")], stdout=subprocess.PIPE, text=True, env=env
+    )
     if build.returncode != 0:
-        print("vm/run: image build failed", file=sys.stderr)
-        return 2
+        print(f"vm/run: {suite}: image build failed", file=sys.stderr)
+        return 2, 0, 0
     image = Path(build.stdout.strip().splitlines()[-1])
     t_build = time.monotonic() - t0
-    log(f"image {image.name} ready ({t_build:.0f} s)")
-    prune_cache(image)
+    log(f"{suite}: image {image.name} ready ({t_build:.0f} s)")
+    prune_cache(image, suite)
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{suite}"
     rundir = CACHE / "runs" / stamp
     rundir.mkdir(parents=True)
     shutil.copytree(VM_DIR / "guest/tests", rundir / "tests")
     shutil.copy2(VM_DIR / "guest/tests/run.sh", rundir / "run.sh")
-    n = working_tree_tar(rundir / "src.tar")
+    names = copy_debs(debs, rundir / "debs") if debs else []
     (rundir / "env").write_text(
-        f"VM_HELPERS='{args.helpers}'\nVM_SCENARIOS='{args.scenarios}'\n"
+        f"VM_SUITE='{suite}'\nVM_HELPERS='{args.helpers}'\nVM_SCENARIOS='{args.scenarios}'\n"
         f"VM_BENCH={1 if args.bench else 0}\nVM_BENCH_ROUNDS={args.bench_rounds}\n"
         f"OURS_ARGS='{args.ours_args}'\n"
     )
-    latest = CACHE / "runs" / "latest"
-    latest.unlink(missing_ok=True)
-    latest.symlink_to(stamp)
-    log(f"run dir {rundir} (working tree: {n} files)")
+    for link in (CACHE / "runs" / "latest", CACHE / "runs" / f"latest-{suite}"):
+        link.unlink(missing_ok=True)
+        link.symlink_to(stamp)
+    log(f"{suite}: run dir {rundir} (packages: {' '.join(names) or 'none'})")
 
     boot = [str(VM_DIR / "boot-vm"), "--image", str(image), "--rundir", str(rundir)]
     if args.shell:
-        return subprocess.call([*boot, "--shell"])
+        return subprocess.call([*boot, "--shell"]), 0, 0
     stop = threading.Event()
     tail = threading.Thread(target=follow, args=(rundir / "out/run.log", stop), daemon=True)
     tail.start()
     t1 = time.monotonic()
-    env = dict(os.environ)
     # boot-vm's default 900 s covers boot + install + scenarios (~7 min, ~10 under load);
     # the benchmark adds ~3-4 min.
     env.setdefault("TIMEOUT", "1500" if args.bench else "900")
@@ -343,12 +342,12 @@ def main() -> int:
         return p.read_text().strip() if p.exists() else "?"
 
     log(
-        f"guest status {rc}; build {t_build:.0f} s, VM {t_vm:.0f} s "
+        f"{suite}: guest status {rc}; build {t_build:.0f} s, VM {t_vm:.0f} s "
         f"(boot to runner {read('boot-uptime')} s, run {read('run-seconds')} s)"
     )
     if rc in (124, 125, 126):
         print(
-            f"vm/run: harness error: boot-vm exit {rc} "
+            f"vm/run: {suite}: harness error: boot-vm exit {rc} "
             "(124 timeout, 125 no result, 126 KVM internal error); "
             f"serial log: {rundir}/serial.log",
             file=sys.stderr,
@@ -358,10 +357,78 @@ def main() -> int:
         text = bench.read_text()
         print()
         print(text[text.find("Upcall wall time") :] if "Upcall wall time" in text else text)
-    log(f"logs: {out}")
-    status = report(out, helpers)  # ends with the closing line "vm: N passed, N failed"
+    log(f"{suite}: logs: {out}")
+    status, n_pass, n_fail = report(out, helpers, suite)
     if rc in (124, 125, 126):
-        return 2
+        status = 2
+    return status, n_pass, n_fail
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--suites", default=" ".join(SUITES), help="guest releases, e.g. 'bookworm' (default: all)"
+    )
+    ap.add_argument("--helpers", default="stock ours")
+    ap.add_argument("--scenarios", default="", help="scenario numbers, e.g. '10 20' (default: all)")
+    ap.add_argument(
+        "--debs", metavar="DIR", help="install these .deb files instead of building them"
+    )
+    ap.add_argument(
+        "--bench", action="store_true", help="also run vm/guest/tests/bench.py in the guest"
+    )
+    ap.add_argument("--bench-rounds", type=int, default=7)
+    ap.add_argument(
+        "--ours-args", default="", help="options for our helper's request-key line, e.g. '-d'"
+    )
+    ap.add_argument(
+        "--shell", action="store_true", help="interactive boot (serial console), no scenarios"
+    )
+    ap.add_argument("--print-key", action="store_true", help="print the image cache key(s)")
+    ap.add_argument("--report", metavar="RUNDIR", help="only print the report of an earlier run")
+    args = ap.parse_args()
+    helpers = args.helpers.split()
+    suites = args.suites.split()
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        ap.error(f"unknown suite(s) {' '.join(unknown)}; known: {' '.join(SUITES)}")
+
+    if args.print_key:
+        rc = 0
+        for suite in suites:
+            env = dict(os.environ, VM_SUITE=suite)
+            rc |= subprocess.call([str(VM_DIR / "build-image"), "--print-key"], env=env)
+        return rc
+    if args.report:
+        env_file = Path(args.report) / "env"
+        suite = "trixie"
+        if env_file.exists() and "VM_SUITE='bookworm'" in env_file.read_text():
+            suite = "bookworm"
+        status, n_pass, n_fail = report(Path(args.report) / "out", helpers, suite)
+        print(f"vm: {n_pass} passed, {n_fail} failed")
+        return status
+    reason = cannot_run_reason()
+    if reason:
+        print(f"vm/run: CANNOT RUN THE VM TESTS ON THIS MACHINE: {reason}", file=sys.stderr)
+        print("vm: 0 passed, 0 failed (not run)")
+        return EXIT_CANNOT_RUN
+
+    debs: Path | None = None
+    if "ours" in helpers:
+        debs = Path(args.debs) if args.debs else build_debs()
+        if debs is None or not list(debs.glob("*.deb")):
+            print("vm/run: no Debian packages to install in the guest", file=sys.stderr)
+            print("vm: 0 passed, 0 failed (no packages)")
+            return 2
+    status = total_pass = total_fail = 0
+    for suite in suites:
+        rc, n_pass, n_fail = run_suite(suite, args, debs)
+        status = max(status, rc)
+        total_pass += n_pass
+        total_fail += n_fail
+    print(f"vm: {total_pass} passed, {total_fail} failed")
     return status
 
 

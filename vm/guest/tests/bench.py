@@ -37,7 +37,7 @@ UPCALL_LOG = WORK / "upcalls.log"
 KDC_LOG = Path("/var/log/samba/log.samba")
 RKCONF = Path("/etc/request-key.d/cifs.spnego.conf")
 STOCK = "/usr/sbin/cifs.upcall"
-OURS = "/opt/cifs-upcall/bin/cifs-upcall"
+OURS = "/usr/sbin/cifs-upcall"  # the cifs-upcall package (run.sh installs it)
 SHARE = "//dc.lab.test/share"
 MNT = "/mnt/bench"
 OPTS = "sec=krb5,vers=3.1.1,noperm,cache=none,multiuser,user=CLIENT$"

@@ -8,9 +8,12 @@ SHARE=//dc.lab.test/share
 SRV=/srv/share                 # the server's side of the share (the DC runs in this guest)
 REALM=LAB.TEST
 PWDIR=/root/vm
-OURS=/opt/cifs-upcall/bin/cifs-upcall
+OURS=/usr/sbin/cifs-upcall            # from the cifs-upcall package (run.sh installs it)
 STOCK=/usr/sbin/cifs.upcall
-RKCONF=/etc/request-key.d/cifs.spnego.conf
+RKCONF=/etc/request-key.d/cifs.spnego.conf     # cifs-utils' conffile: only the stock wiring edits it
+OURS_RKCONF=/etc/request-key.d/cifs-upcall.conf  # the package's rule ("ver=0x2;*" beats "* *")
+OURS_RKSAVE=/root/vm/cifs-upcall.conf.packaged
+RKCONF_DIST=/root/vm/cifs.spnego.conf.dist
 declare -A UIDOF=([alice]=2001 [bob]=2002 [carol]=2003 [dave]=2004)
 MOUNT_OPTS_BASE="sec=krb5,vers=3.1.1,noperm,cache=none,echo_interval=10"
 
@@ -98,11 +101,18 @@ ours_lines() { journal_since -t cifs-upcall | grep 'outcome='; }
 # --- wiring the helper under test ----------------------------------------------------------
 # wire MODE : MODE is "own" (no impersonation) or "proxy" (gssproxy impersonation allowed).
 # stock: cifs.upcall; for "proxy" with GSS_USE_PROXY=yes and a gssproxy service (the cifs-utils way).
-# ours:  /opt/cifs-upcall/bin/cifs-upcall; for "proxy" the policy allows impersonation (local-first)
-#        through a root-only gssproxy socket.
+# ours:  /usr/sbin/cifs-upcall through the package's own rule file, cifs-utils' file untouched;
+#        for "proxy" the policy allows impersonation (local-first) through a root-only gssproxy
+#        socket. The stock wiring takes our rule away (kept in $OURS_RKSAVE), as removing the
+#        package would.
+ours_rule() {
+    echo "create cifs.spnego ver=0x2;* * $OURS ${OURS_ARGS:+$OURS_ARGS }%k" > "$OURS_RKCONF"
+}
 wire() {
     local mode=$1
     rm -f /etc/gssproxy/5*-vm-*.conf /etc/cifs-upcall/policy.yaml
+    [ -e "$OURS_RKCONF" ] && [ ! -e "$OURS_RKSAVE" ] && cp "$OURS_RKCONF" "$OURS_RKSAVE"
+    rm -f "$OURS_RKCONF"
     case $HELPER:$mode in
         stock:own)
             echo "create cifs.spnego * * $STOCK %k" > "$RKCONF" ;;
@@ -112,17 +122,23 @@ wire() {
         ours:own)
             mkdir -p /etc/cifs-upcall
             install -m 644 "$TESTS/helpers/ours-policy-own.yaml" /etc/cifs-upcall/policy.yaml
-            echo "create cifs.spnego * * $OURS ${OURS_ARGS:+$OURS_ARGS }%k" > "$RKCONF" ;;
+            ours_rule ;;
         ours:proxy)
             mkdir -p /etc/cifs-upcall
             install -m 644 "$TESTS/helpers/ours-policy-local-first.yaml" /etc/cifs-upcall/policy.yaml
             install -m 644 "$TESTS/helpers/ours-gssproxy.conf" /etc/gssproxy/50-vm-ours.conf
             install -d -m 700 /run/gssproxy/cifs
-            echo "create cifs.spnego * * $OURS ${OURS_ARGS:+$OURS_ARGS }%k" > "$RKCONF" ;;
+            ours_rule ;;
     esac
     # gssproxy runs only when the scenario allows impersonation (with no service it refuses to start).
     if [ "$mode" = proxy ]; then systemctl restart gssproxy; else systemctl stop gssproxy; fi
-    info wiring "$HELPER/$mode: $(cat "$RKCONF")"
+    info wiring "$HELPER/$mode: $(cat "$RKCONF" "$OURS_RKCONF" 2>/dev/null | grep -v '^#' | tr '\n' ';')"
+    if [ "$HELPER" = ours ]; then
+        # The choice request-key makes for a kernel-like description (-n: nothing is run).
+        info "request-key picks" "$(/sbin/request-key -d -n -v -D \
+            'cifs.spnego;0;0;39010000;ver=0x2;host=dc.lab.test;ip4=192.0.2.10;sec=krb5;uid=0x7d1;creduid=0x7d1' \
+            create 1 0 0 0 0 0 x 2>&1 | grep -E '^(Line|Run|Match)' | tr '\n' ' ' | cut -c1-300)"
+    fi
 }
 
 # Back to a clean state between scenarios: no cifs mounts, no automounts, no user tickets,
@@ -133,7 +149,14 @@ reset_state() {
     umount -a -t cifs -l > /dev/null 2>&1
     rm -f /tmp/krb5cc_* /root/vm/*.cc
     flush_spnego_keys
-    echo "create cifs.spnego * * $STOCK %k" > "$RKCONF"
+    # cifs-utils' file exactly as packaged (run.sh saved it before the first scenario)
+    if [ -e "$RKCONF_DIST" ]; then
+        cp -a "$RKCONF_DIST" "$RKCONF"
+    else
+        echo "create cifs.spnego * * $STOCK %k" > "$RKCONF"
+    fi
+    # our package's rule as installed (the scenarios rewrite it)
+    [ -e "$OURS_RKSAVE" ] && cp "$OURS_RKSAVE" "$OURS_RKCONF"
     rm -f /etc/gssproxy/5*-vm-*.conf /etc/cifs-upcall/policy.yaml
     return 0
 }

@@ -3,9 +3,9 @@
 # vm/guest/tests to RUNDIR/tests and this file to RUNDIR/run.sh).
 #
 #  1. wait for the DC; record versions;
-#  2. install the project's working tree (RUNDIR/src.tar) exactly as a host does: a venv at
-#     /opt/cifs-upcall on Debian's python3 with --system-site-packages, pip --no-deps
-#     --no-build-isolation (no network: the dependencies are the image's python3-* packages);
+#  2. install the project's Debian packages (RUNDIR/debs/*.deb, built on the host by
+#     scripts/build-deb.sh) as an administrator does, with apt (no network: the dependencies are
+#     the image's packages); check that cifs-utils' files stay untouched (dpkg -V);
 #  3. for each helper (stock cifs.upcall, ours) and each scenario: reset, wire, run, collect
 #     RUNDIR/out/results/<helper>/<scenario>.checks and .log, and the journal of that scenario;
 #  4. optionally the benchmark (VM_BENCH=1): RUNDIR/out/bench.txt.
@@ -58,21 +58,33 @@ for f in /etc/gssproxy/24-nfs-server.conf /etc/gssproxy/99-nfs-client.conf; do
     [ -e "$f" ] && mv "$f" /etc/gssproxy/disabled/
 done
 modprobe cifs
+cp -a "$RKCONF" "$RKCONF_DIST"     # cifs-utils' conffile as shipped, put back between scenarios
 
-# --- our helper from the working tree ------------------------------------------------------
+# --- our helper: the Debian packages of the working tree -------------------------------------
 install_ours() {
-    rm -rf /opt/cifs-upcall /tmp/src
-    mkdir -p /tmp/src
-    tar -xf "$VM/src.tar" -C /tmp/src || return 1
-    /usr/bin/python3 -m venv --system-site-packages /opt/cifs-upcall || return 1
-    /opt/cifs-upcall/bin/pip install -q --disable-pip-version-check --no-index --no-deps \
-        --no-build-isolation /tmp/src || return 1
-    chmod -R a+rX /opt/cifs-upcall
+    local debs=("$VM"/debs/*.deb)
+    [ -e "${debs[0]}" ] || { echo "no packages in $VM/debs"; return 1; }
+    mkdir -p /tmp/debs
+    cp "${debs[@]}" /tmp/debs/    # apt's _apt user cannot read the 9p share
+    # No network in the guest: every dependency must already be in the image.
+    # (no --no-download: bookworm's apt then refuses local files, "Pathname to install is not absolute")
+    DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/debs/*.deb || return 1
+    dpkg-query -W cifs-upcall gssproxy-conf
+    # The image leaves out man pages and docs (dpkg path-exclude): those show up as "missing".
+    local changed
+    changed=$(dpkg -V cifs-utils | grep -Ev '^missing +/usr/share/(man|doc)/')
+    echo "dpkg -V cifs-utils, man/doc exclusions aside: [$changed]"
+    [ -z "$changed" ] || { echo "cifs-utils' files changed"; return 1; }
+    cat "$OURS_RKCONF"
+    # what the maintainer scripts set up where systemd runs: the warm path's socket, tmpfiles.d
+    echo "cifs-upcall.socket: $(systemctl is-enabled cifs-upcall.socket) $(systemctl is-active cifs-upcall.socket)"
+    stat -c '%A %U %n' /run/cifs-upcall /run/cifs-upcall/upcall.sock /run/gssproxy/cifs
+    head -1 "$OURS"
     [ -x "$OURS" ]
 }
 OURS_OK=
 if [[ " $HELPERS " == *" ours "* ]]; then
-    say "installing the working tree into /opt/cifs-upcall"
+    say "installing the Debian packages: $(cd "$VM/debs" 2>/dev/null && echo *.deb)"
     if install_ours > "$OUT/install-ours.log" 2>&1; then
         OURS_OK=1
         "$OURS" --help > "$OUT/ours-help.txt" 2>&1
@@ -107,7 +119,7 @@ for HELPER in $HELPERS; do
         say "=== $HELPER / $n: $title"
         t0=$(now)
         if [ "$HELPER" = ours ] && [ -z "$OURS_OK" ]; then
-            fail "our helper is installed" "pip install of the working tree failed: $(tail -3 "$OUT/install-ours.log" | tr '\n' ' ')"
+            fail "our helper is installed" "apt install of the packages failed: $(tail -3 "$OUT/install-ours.log" | tr '\n' ' ')"
         else
             # Each scenario in its own bash, under a deadline, so a hang costs one scenario.
             timeout -k 10 "$SCENARIO_TIMEOUT" bash -c '
@@ -125,12 +137,16 @@ for HELPER in $HELPERS; do
     done
 done
 reset_state
+say "after the scenarios: dpkg -V cifs-utils: [$(dpkg -V cifs-utils | grep -Ev '^missing +/usr/share/(man|doc)/')]"
 
 if [ "${VM_BENCH:-0}" = 1 ]; then
+    # bench.py wires both helpers through cifs-utils' file; our rule would win over both.
+    rm -f "$OURS_RKCONF"
     say "=== benchmark"
     # The benchmark needs our helper installed; it reports what it cannot measure.
     timeout -k 10 1200 python3 "$TESTS/bench.py" --rounds "${VM_BENCH_ROUNDS:-7}" \
         --out "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt"
+    reset_state
 fi
 say "done"
 exit 0
