@@ -13,18 +13,18 @@ import json
 import os
 import sys
 import syslog
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from . import __version__
 
-if TYPE_CHECKING:
-    pass
-
 EPILOG = """\
-The kernel gives the helper only HOME and PATH; set options in request-key.d, e.g.
+The kernel gives the helper only HOME and PATH (the helper keeps only PATH); set options in
+/etc/request-key.d/cifs-upcall.conf, e.g.
   create cifs.spnego ver=0x2;* * /usr/sbin/cifs-upcall -k /etc/krb5.conf %k
-Every upcall logs one line to syslog (daemon facility, ident cifs-upcall) with outcome=,
-source=, principal=, spn= and, on failure, reason= and hint=. -d adds each step tried.
+Every upcall logs one line (journald with CIFS_UPCALL_* fields where it runs, else syslog,
+daemon facility, ident cifs-upcall) with outcome=, source=, principal=, spn=, via= and, on
+failure, reason= and hint=. -d adds each step tried. `cifs-upcall doctor` checks the whole
+chain; `cifs-upcall serve` is the warm daemon (cifs-upcall.socket).
 
 Administrators and tests:
   cifs-upcall --dry-run 'ver=0x2;host=fs1.example.com;ip4=10.0.0.5;sec=krb5;uid=0x3e8;\\

@@ -140,18 +140,30 @@ def main(argv: list[str]) -> int:
     listener = _systemd_socket()
     clean_environment()  # after reading LISTEN_*: nothing inherited reaches a worker
     log.setup(debug=False, echo=False)
+    queue: deque[Pending] = deque()
+    if listener is not None:
+        # Socket activation: the upcall that started us is waiting. Acknowledge it before the
+        # imports (seconds on a slow machine), so its client does not give up on the daemon.
+        listener.setblocking(False)
+        while _accept(listener, queue):
+            pass
     preload()
     if listener is None:
         listener = _bind(a.socket)
     listener.setblocking(False)
     log.emit(syslog.LOG_INFO, log.kv(daemon="listening", socket=a.socket,
                                      max_workers=a.max_workers))  # fmt: skip
-    return serve(listener, a.max_workers, a.exit_after)
+    return serve(listener, a.max_workers, a.exit_after, queue)
 
 
-def serve(listener: socket.socket, max_workers: int, exit_after: int = 0) -> int:
+def serve(
+    listener: socket.socket,
+    max_workers: int,
+    exit_after: int = 0,
+    queue: deque[Pending] | None = None,
+) -> int:
     """Parent loop: accept (uid 0 only), acknowledge, queue, fork up to max_workers."""
-    queue: deque[Pending] = deque()
+    queue = queue if queue is not None else deque()
     active: set[int] = set()
     updates: dict[int, bytearray] = {}  # a handler's pipe -> what it sent so far
     state = CacheState(ProxyCache())
@@ -173,25 +185,31 @@ def serve(listener: socket.socket, max_workers: int, exit_after: int = 0) -> int
         for fd in ready:
             if fd != lfd:
                 _read_update(fd, updates, state)
-        if lfd not in ready:
-            continue
-        try:
-            conn, _ = listener.accept()
-        except BlockingIOError:
-            continue
-        if _peer_uid(conn) != 0 or len(queue) >= QUEUE_MAX:
-            conn.close()  # the client works in-process (or, not root, was never ours)
-            continue
-        try:
-            conn.sendall(wire.record(b"K", b""))  # a daemon has it: stop waiting for one
-        except OSError:
-            conn.close()
-            continue
-        queue.append(Pending(conn, time.monotonic()))
+        if lfd in ready:
+            _accept(listener, queue)
     while active:
         _reap(active)
         time.sleep(0.01)
     return 0
+
+
+def _accept(listener: socket.socket, queue: deque[Pending]) -> bool:
+    """Parent: take one waiting connection (uid 0 peers only), acknowledge it, queue it.
+    False when none was waiting."""
+    try:
+        conn, _ = listener.accept()
+    except BlockingIOError:
+        return False
+    if _peer_uid(conn) != 0 or len(queue) >= QUEUE_MAX:
+        conn.close()  # the client works in-process (or, not root, was never ours)
+        return True
+    try:
+        conn.sendall(wire.record(b"K", b""))  # a daemon has it: stop waiting for one
+    except OSError:
+        conn.close()
+        return True
+    queue.append(Pending(conn, time.monotonic()))
+    return True
 
 
 def _reap(active: set[int]) -> None:
