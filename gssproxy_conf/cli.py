@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .apply import FileState
+    from .install.apply import FileState
+    from .install.plan import HostFacts
     from .model import Config
-    from .plan import HostFacts
 
 EXIT_OK, EXIT_DIFF, EXIT_INPUT, EXIT_REFUSED, EXIT_IO = 0, 1, 2, 3, 4
 
@@ -53,8 +53,8 @@ def _load(path: str) -> Config:
 
 
 def _host(root: str | None) -> HostFacts:
-    from .plan import HostFacts
-    from .render_systemd import MAIN_KRB5_CONF, includes_snippet_dir
+    from .install.plan import HostFacts
+    from .render.systemd import MAIN_KRB5_CONF, includes_snippet_dir
 
     if root is None:
         return HostFacts()
@@ -66,7 +66,7 @@ def _host(root: str | None) -> HostFacts:
 
 
 def _report_states(states: list[FileState], dry_run: bool) -> None:
-    from .apply import Action
+    from .install.apply import Action
 
     verb = "would " if dry_run else ""
     for s in states:
@@ -75,7 +75,7 @@ def _report_states(states: list[FileState], dry_run: bool) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .plan import build
+    from .install.plan import build
 
     plan = build(_load(args.file))
     if args.output is None:
@@ -84,7 +84,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             sys.stdout.write(f.content)
             print()
         return EXIT_OK
-    from .apply import apply
+    from .install.apply import apply
 
     _report_states(apply(plan, Path(args.output), dry_run=args.dry_run), args.dry_run)
     for note in plan.notes:
@@ -93,9 +93,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .apply import Action, assess
-    from .diff import unified
-    from .plan import build
+    from .install.apply import Action, assess
+    from .install.diff import unified
+    from .install.plan import build
 
     states = assess(build(_load(args.file), _host(args.root)), Path(args.root))
     sys.stdout.write(unified(states))
@@ -103,14 +103,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from .apply import apply
-    from .plan import build
+    from .install.apply import apply
+    from .install.plan import build
 
     config = _load(args.file)
     plan = build(config, _host(args.root))
     trial = None
     if args.try_gssproxy:
-        from .trial import try_gssproxy
+        from .install.trial import try_gssproxy
 
         trial = try_gssproxy
     states = apply(
@@ -125,7 +125,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _warn_keytab(config: Config, root: Path) -> None:
     """Released gssproxy impersonates with the keytab's first entry: say so if it is wrong."""
-    from .check import keytab_findings
+    from .lint.check import keytab_findings
 
     keytab = root / config.client.keytab.relative_to("/")
     if keytab.is_file():
@@ -134,8 +134,8 @@ def _warn_keytab(config: Config, root: Path) -> None:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from .apply import remove
-    from .plan import MANAGED_PATHS, build
+    from .install.apply import remove
+    from .install.plan import MANAGED_PATHS, build
 
     paths = list(MANAGED_PATHS)
     if args.file:  # the paths that depend on the file (policy, automount map)
@@ -154,7 +154,7 @@ def cmd_ad(args: argparse.Namespace) -> int:
 
     from .ad import directory, ldif, powershell, samba_tool
     from .ad.changes import change_set
-    from .fleet import load_all
+    from .ad.fleet import load_all
 
     configs = load_all(args.file, _load)
     cs = change_set(configs)
@@ -201,7 +201,7 @@ def cmd_ad(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import Severity, keytab_findings, keytab_principals, lint_paths
+    from .lint.check import Severity, keytab_findings, keytab_principals, lint_paths
 
     directory = Path(args.directory)
     main = (

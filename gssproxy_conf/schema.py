@@ -572,7 +572,7 @@ def helper_argument_errors(c: m.Config) -> str | None:
     """The helper's own parser decides (the generator may import the helper, not the reverse)."""
     from upcall.cli import argument_errors
 
-    from .render_requestkey import arguments
+    from .render.requestkey import arguments
 
     return argument_errors([*arguments(c), "%k"])
 

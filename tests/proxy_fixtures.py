@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from gssproxy_conf import plan, schema
-from gssproxy_conf.apply import apply
+from gssproxy_conf import schema
+from gssproxy_conf.install import plan
+from gssproxy_conf.install.apply import apply
 from tests.gssproxy_conf.gp_harness import Gssproxy, running_gssproxy
 from tests.lab.samba import SambaLab
 from tests.upcall_driver import DryRun, caller, description, dry_run

@@ -11,11 +11,11 @@ from typing import Any
 
 import yaml
 
-from gssproxy_conf import render_gssproxy as rg
-from gssproxy_conf.gssproxy_ini import parse
-from gssproxy_conf.marker import Ownership, ownership, strip
+from gssproxy_conf.install.marker import Ownership, ownership, strip
+from gssproxy_conf.install.plan import Plan
+from gssproxy_conf.lint.gssproxy_ini import parse
 from gssproxy_conf.model import Config, Mode, ProxyKind
-from gssproxy_conf.plan import Plan
+from gssproxy_conf.render import gssproxy as rg
 
 
 def project(c: Config) -> dict[str, Any]:

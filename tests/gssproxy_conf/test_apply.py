@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gssproxy_conf import cli, plan, schema
-from gssproxy_conf.apply import Action, apply, assess
+from gssproxy_conf import cli, schema
 from gssproxy_conf.errors import OwnershipError
-from gssproxy_conf.marker import Ownership, ownership, stamp
+from gssproxy_conf.install import plan
+from gssproxy_conf.install.apply import Action, apply, assess
+from gssproxy_conf.install.marker import Ownership, ownership, stamp
 
 from .conftest import DATA
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gssproxy_conf import cli, plan, schema
-from gssproxy_conf.apply import apply
-from gssproxy_conf.check import Rule, Severity, lint, lint_paths
+from gssproxy_conf import cli, schema
+from gssproxy_conf.install import plan
+from gssproxy_conf.install.apply import apply
+from gssproxy_conf.lint.check import Rule, Severity, lint, lint_paths
 
 from .conftest import DATA
 
@@ -172,7 +173,7 @@ def _keytab(path: Path, *principals: str) -> Path:
 
 @pytest.mark.skipif(not shutil.which("ktutil") or not shutil.which("script"), reason="no ktutil")
 def test_keytab_first_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from gssproxy_conf.keytab import read_first_entry
+    from gssproxy_conf.lint.keytab import read_first_entry
 
     good = _keytab(
         tmp_path / "good.keytab", "FS-CLIENT1$@EXAMPLE.COM", "host/fs-client1@EXAMPLE.COM"

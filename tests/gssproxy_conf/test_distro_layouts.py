@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gssproxy_conf import plan, schema
-from gssproxy_conf.apply import apply, write_atomic
+from gssproxy_conf import schema
 from gssproxy_conf.errors import MergeConflict
+from gssproxy_conf.install import plan
+from gssproxy_conf.install.apply import apply, write_atomic
 
 from .conftest import DATA
 from .gp_harness import running_gssproxy
@@ -100,8 +101,8 @@ def test_throwaway_gssproxy_trial(
 ) -> None:
     """--try-gssproxy: a real daemon on the staged set decides; the lint is bypassed here (a
     stand-in for a clash only the daemon knows about) to show the trial alone refuses."""
-    from gssproxy_conf import apply as apply_mod
-    from gssproxy_conf.trial import try_gssproxy
+    from gssproxy_conf.install import apply as apply_mod
+    from gssproxy_conf.install.trial import try_gssproxy
 
     root = tmp_path / "root"
     before = _layout(root, distro)

@@ -9,10 +9,11 @@ import os
 
 import pytest
 
-from gssproxy_conf import plan, schema
+from gssproxy_conf import schema
 from gssproxy_conf.ad import directory, ldif, powershell, samba_tool
 from gssproxy_conf.ad.changes import change_set
-from gssproxy_conf.gssproxy_ini import parse
+from gssproxy_conf.install import plan
+from gssproxy_conf.lint.gssproxy_ini import parse
 
 from .conftest import DATA, GOLDEN
 

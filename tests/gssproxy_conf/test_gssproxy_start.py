@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gssproxy_conf import plan
-from gssproxy_conf.apply import apply
+from gssproxy_conf.install import plan
+from gssproxy_conf.install.apply import apply
 
 from .gp_harness import DEFAULT_SOCKET, running_gssproxy
 

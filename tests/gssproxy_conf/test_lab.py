@@ -11,10 +11,11 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from gssproxy_conf import plan, schema
+from gssproxy_conf import schema
 from gssproxy_conf.ad import ldif
 from gssproxy_conf.ad.changes import change_set
-from gssproxy_conf.apply import apply
+from gssproxy_conf.install import plan
+from gssproxy_conf.install.apply import apply
 from gssproxy_conf.model import Config, ProtectedUser
 
 from . import ad_lab

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gssproxy_conf import plan
-from gssproxy_conf.render_requestkey import REQUEST_KEY_FILE, arguments
+from gssproxy_conf.install import plan
+from gssproxy_conf.render.requestkey import REQUEST_KEY_FILE, arguments
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("request-key") or not shutil.which("unshare"),

@@ -6,11 +6,12 @@ import dataclasses
 
 from hypothesis import HealthCheck, given, settings
 
-from gssproxy_conf import plan, schema, serialize
+from gssproxy_conf import schema, serialize
 from gssproxy_conf.ad import changes, directory, ldif
 from gssproxy_conf.ad import security_descriptor as sd
-from gssproxy_conf.check import lint
-from gssproxy_conf.marker import strip
+from gssproxy_conf.install import plan
+from gssproxy_conf.install.marker import strip
+from gssproxy_conf.lint.check import lint
 from gssproxy_conf.model import Config, Delegation
 
 from .readback import project, readback

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gssproxy_conf import plan
-from gssproxy_conf.marker import strip
-from gssproxy_conf.plan import HostFacts
-from gssproxy_conf.render_systemd import DROPIN_FILE, includes_snippet_dir
+from gssproxy_conf.install import plan
+from gssproxy_conf.install.marker import strip
+from gssproxy_conf.install.plan import HostFacts
+from gssproxy_conf.render.systemd import DROPIN_FILE, includes_snippet_dir
 
 HARDENED_UNIT = """\
 [Unit]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .model import Config, Delegation, KdcFlavor
+from ..model import Config, Delegation, KdcFlavor
 from .rendered import Kind, Rendered
 
 KRB5_FILE = PurePosixPath("/etc/krb5.conf.d/cifs-upcall.conf")

@@ -15,11 +15,11 @@ from pathlib import Path, PurePosixPath
 
 from upcall import files
 
+from ..errors import Code, MergeConflict, OwnershipError, Problem, WriteError
+from ..render.gssproxy import GSSPROXY_DIR
 from . import merged
-from .errors import Code, MergeConflict, OwnershipError, Problem, WriteError
 from .marker import Ownership, ownership
 from .plan import MANAGED_PATHS, Plan, PlannedFile
-from .render_gssproxy import GSSPROXY_DIR
 
 
 class Action(enum.Enum):

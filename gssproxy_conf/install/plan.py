@@ -6,19 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from . import (
-    render_autofs,
-    render_gssproxy,
-    render_krb5,
-    render_policy,
-    render_requestkey,
-    render_systemd,
-    render_tmpfiles,
-)
-from .errors import Code, ConfigError, Problem
+from ..errors import Code, ConfigError, Problem
+from ..model import Config
+from ..render import autofs as render_autofs
+from ..render import gssproxy as render_gssproxy
+from ..render import krb5 as render_krb5
+from ..render import policy as render_policy
+from ..render import requestkey as render_requestkey
+from ..render import systemd as render_systemd
+from ..render import tmpfiles as render_tmpfiles
+from ..render.rendered import Kind, Rendered
 from .marker import stamp
-from .model import Config
-from .rendered import Kind, Rendered
 
 # Fixed paths we may have written earlier: a marked file here that the plan no longer
 # contains is removed by ``apply`` (a stale gssproxy service would otherwise stay active).

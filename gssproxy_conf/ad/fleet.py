@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import Code, ConfigError, Location, Problem
-from .model import Config
-from .yaml_loader import YMap, YScalar, YSeq, load_text
+from ..errors import Code, ConfigError, Location, Problem
+from ..model import Config
+from ..yaml_loader import YMap, YScalar, YSeq, load_text
 
 
 def client_files(path: str) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .model import Config, Mode, ProxyKind
+from ..model import Config, Mode, ProxyKind
 from .rendered import Kind, Rendered
 
 POLICY_VERSION = 1

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .model import Config
-from .render_gssproxy import CLIENTS_DIR
-from .render_krb5 import KRB5_FILE
-from .render_tmpfiles import directories
+from ..model import Config
+from .gssproxy import CLIENTS_DIR
+from .krb5 import KRB5_FILE
 from .rendered import Kind, Rendered
+from .tmpfiles import directories
 
 DROPIN_FILE = PurePosixPath("/etc/systemd/system/gssproxy.service.d/cifs-upcall.conf")
 MAIN_KRB5_CONF = PurePosixPath("/etc/krb5.conf")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .model import Config
+from ..model import Config
 from .rendered import Kind, Rendered
 
 AUTO_MASTER_FILE = PurePosixPath("/etc/auto.master.d/cifs-upcall.autofs")

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import validators
+from .. import validators
 from .gssproxy_ini import IniFile, Section, parse
 
 # executables that run other programs: program= on them admits whatever they run

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path, PurePosixPath
 
-from .errors import Code, Problem
-from .gssproxy_ini import parse
+from ..errors import Code, Problem
+from ..lint.gssproxy_ini import parse
 from .merged import Staged
 
 READY = "Initialization complete."

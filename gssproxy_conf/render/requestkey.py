@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 from upcall import paths
 
-from .model import Config
+from ..model import Config
 from .rendered import Kind, Rendered
 
 REQUEST_KEY_FILE = PurePosixPath(paths.REQUEST_KEY_FILE)

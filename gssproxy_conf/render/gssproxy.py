@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .gssproxy_ini import format_section
-from .model import Config, ProtectedUser
+from ..lint.gssproxy_ini import format_section
+from ..model import Config, ProtectedUser
 from .rendered import Kind, Rendered
 
 GSSPROXY_DIR = PurePosixPath("/etc/gssproxy")

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .check import Finding, Severity, lint
-from .render_gssproxy import GSSPROXY_DIR
+from ..lint.check import Finding, Severity, lint
+from ..render.gssproxy import GSSPROXY_DIR
 
 MAIN_NAME = "gssproxy.conf"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .model import Config
+from ..model import Config
 from .rendered import Kind, Rendered
 
 TMPFILES_FILE = PurePosixPath("/etc/tmpfiles.d/cifs-upcall-gssproxy.conf")
