@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import upcall
 from upcall import cli
 
 
@@ -25,6 +26,8 @@ def test_unknown_flag_is_logged_not_exit_2_on_stderr(tmp_path: Path) -> None:
 def test_missing_module_is_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a broken installation: a module of the package cannot be imported
     monkeypatch.setitem(sys.modules, "upcall.pipeline", None)
+    # `from . import pipeline` takes the package attribute if an earlier test imported it
+    monkeypatch.delattr(upcall, "pipeline", raising=False)
     log = tmp_path / "log"
     rc = cli.main(["--log-file", str(log), "999998"])
     assert rc == 1

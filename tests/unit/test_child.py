@@ -1,0 +1,271 @@
+"""child.py: real forked workers (no privilege needed) under a deadline, the 64 KiB cap, the
+crash report, the strict parse of what a (possibly hostile) worker wrote, error rebuilding."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+
+from upcall import child
+from upcall.errors import (
+    CallerGone,
+    CredentialError,
+    DeadlineExceeded,
+    Reason,
+    UpcallError,
+    WorkerProtocolError,
+    rebuild,
+)
+from upcall.sources.base import Attempt
+
+
+def _ok() -> dict[str, Any]:
+    return {"token": "t", "n": 1}
+
+
+def test_run_returns_the_ok_dict() -> None:
+    assert child.run(_ok, 5.0, "w") == {"token": "t", "n": 1}
+
+
+def test_worker_error_is_rebuilt_with_its_class_and_trail() -> None:
+    def fail() -> dict[str, Any]:
+        e = CallerGone("caller exited", hint="retry")
+        e.trail = [Attempt("ccache", "failed", "gone", "caller-gone").as_dict()]
+        raise e
+
+    with pytest.raises(CallerGone) as ei:
+        child.run(fail, 5.0, "w")
+    assert ei.value.message == "caller exited" and ei.value.hint == "retry"
+    assert ei.value.trail == [Attempt("ccache", "failed", "gone", "caller-gone").as_dict()]
+
+
+def test_reason_without_own_class_comes_back_as_credential_error() -> None:
+    def fail() -> dict[str, Any]:
+        raise CredentialError("KDC down", reason=Reason.KDC_UNREACHABLE)
+
+    with pytest.raises(CredentialError) as ei:
+        child.run(fail, 5.0, "w")
+    assert ei.value.reason is Reason.KDC_UNREACHABLE
+
+
+def test_crash_reports_type_and_message_only() -> None:
+    def crash() -> dict[str, Any]:
+        raise ZeroDivisionError("division by zero")
+
+    with pytest.raises(UpcallError) as ei:
+        child.run(crash, 5.0, "w")
+    assert ei.value.reason is Reason.INTERNAL
+    assert ei.value.message == "ZeroDivisionError: division by zero"
+    assert ei.value.hint == "a bug in cifs-upcall: please report this line"
+    assert "Traceback" not in ei.value.message and ei.value.trail == []
+
+
+def test_deadline_kills_the_worker() -> None:
+    def hang() -> dict[str, Any]:
+        time.sleep(30)
+        return {}
+
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as ei:
+        child.run(hang, 0.3, "slow worker")
+    assert time.monotonic() - start < 3
+    assert ei.value.message == "slow worker did not finish within 0.3s"
+
+
+def test_worker_that_closes_the_pipe_and_lingers_is_killed() -> None:
+    def linger() -> dict[str, Any]:
+        os.closerange(3, 4096)  # the pipe too: the parent sees EOF without a result
+        time.sleep(30)
+        return {}
+
+    start = time.monotonic()
+    with pytest.raises(WorkerProtocolError) as ei:
+        child.run(linger, 5.0, "w")
+    assert "died without a result" in ei.value.message
+    assert time.monotonic() - start < 3
+
+
+def test_worker_dying_silently_is_a_protocol_error() -> None:
+    def die() -> dict[str, Any]:
+        os._exit(3)
+
+    with pytest.raises(WorkerProtocolError, match="w died without a result"):
+        child.run(die, 5.0, "w")
+
+
+def test_result_over_64k_is_refused() -> None:
+    def big() -> dict[str, Any]:
+        return {"x": "a" * (child.RESULT_MAX + 10)}
+
+    with pytest.raises(WorkerProtocolError) as ei:
+        child.run(big, 5.0, "w")
+    assert ei.value.message == f"w wrote more than {child.RESULT_MAX} bytes"
+
+
+def test_result_just_under_the_cap_passes() -> None:
+    n = child.RESULT_MAX - len(json.dumps({"ok": {"x": ""}}))
+
+    def fits() -> dict[str, Any]:
+        return {"x": "a" * n}
+
+    assert child.run(fits, 5.0, "w") == {"x": "a" * n}
+
+
+# ---- the worker side, in-process -------------------------------------------------------------
+
+
+def test_report_clips_message_and_hint() -> None:
+    def fail() -> dict[str, Any]:
+        raise CredentialError("m" * 5000, hint="h" * 5000)
+
+    out = json.loads(child._report(fail))
+    assert len(out["error"]["message"]) == child.TEXT_MAX
+    assert len(out["error"]["hint"]) == child.TEXT_MAX
+    assert out["error"]["reason"] == "no-credentials" and out["trail"] == []
+
+
+def test_report_of_an_unserialisable_result() -> None:
+    def odd() -> dict[str, Any]:
+        return {"x": object()}
+
+    with pytest.raises(UpcallError) as ei:
+        child.parse(child._report(odd), "w")
+    assert ei.value.reason is Reason.INTERNAL and ei.value.message == "unserialisable result"
+
+
+def test_report_catches_base_exceptions() -> None:
+    def bye() -> dict[str, Any]:
+        raise SystemExit(4)
+
+    out = json.loads(child._report(bye))
+    assert out["error"]["message"] == "SystemExit: 4"
+
+
+def test_report_truncates_to_one_past_the_cap() -> None:
+    def big() -> dict[str, Any]:
+        return {"x": "a" * (2 * child.RESULT_MAX)}
+
+    assert len(child._report(big)) == child.RESULT_MAX + 1
+
+
+def test_worker_writes_the_report_and_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Exited(Exception):
+        pass
+
+    codes: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+        raise Exited
+
+    monkeypatch.setattr(child.os, "_exit", fake_exit)
+    r, w = os.pipe()
+    try:
+        with pytest.raises(Exited):
+            child._worker(_ok, w)
+        os.close(w)
+        data = os.read(r, 1 << 20)
+    finally:
+        os.close(r)
+    assert codes == [0]
+    assert child.parse(data, "w") == _ok()
+
+
+def test_clip_reprs_non_strings() -> None:
+    assert child._clip(42) == "42" and child._clip("x" * 3000) == "x" * child.TEXT_MAX
+
+
+# ---- parse: what a hostile worker may write ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "died without a result"),
+        (b"{not json", "malformed result"),
+        (b"[1, 2]", "malformed result"),
+        (b'{"ok": [1]}', "malformed result"),
+        (b'{"ok": {}, "extra": 1}', "malformed result"),
+        (b'{"error": "x"}', "malformed result"),
+        (b'{"error": {"reason": "no-credentials", "message": "m"}}', "malformed result"),
+        (
+            b'{"error": {"reason": "no-credentials", "message": "m", "hint": ""}, "x": 1}',
+            "malformed result",
+        ),
+        (b'{"error": {"reason": "made-up", "message": "m", "hint": ""}}', "unknown reason"),
+        (b'{"error": {"reason": "no-credentials", "message": 1, "hint": ""}}', "malformed result"),
+        (
+            b'{"error": {"reason": "no-credentials", "message": "m", "hint": ""}, "trail": [1]}',
+            "malformed trail entry",
+        ),
+        (
+            b'{"error": {"reason": "no-credentials", "message": "m", "hint": ""}, "trail": {}}',
+            "malformed trail",
+        ),
+    ],
+)
+def test_parse_refuses_malformed_results(data: bytes, message: str) -> None:
+    with pytest.raises(WorkerProtocolError) as ei:
+        child.parse(data, "the worker")
+    assert ei.value.message.startswith("the worker ") and message in ei.value.message
+
+
+def test_parse_rebuilds_a_forged_reason_class_but_clips_text() -> None:
+    doc = {"error": {"reason": "deadline-exceeded", "message": "m" * 9000, "hint": "h"}}
+    with pytest.raises(DeadlineExceeded) as ei:
+        child.parse(json.dumps(doc).encode(), "w")
+    assert len(ei.value.message) == child.TEXT_MAX and ei.value.hint == "h"
+
+
+def test_parse_ok_payload() -> None:
+    assert child.parse(b'{"ok": {"a": 1}}', "w") == {"a": 1}
+
+
+def test_rebuild_maps_every_reason_to_its_owner() -> None:
+    assert type(rebuild(Reason.CALLER_GONE, "m", "h")) is CallerGone
+    assert type(rebuild(Reason.INTERNAL, "m", "h")) is UpcallError
+    e = rebuild(Reason.S4U2SELF_REFUSED, "m", "h")
+    assert type(e) is CredentialError and e.reason is Reason.S4U2SELF_REFUSED
+    for reason in Reason:
+        assert rebuild(reason, "m", "h").reason is reason
+
+
+# ---- reap ----------------------------------------------------------------------------------
+
+
+def test_reap_collects_an_exited_child() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    assert child.reap(pid, 2.0)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_reap_of_an_already_reaped_pid_is_done() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert child.reap(pid, 0.1)
+
+
+def test_reap_gives_up_on_a_child_that_does_not_exit() -> None:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)  # until the parent closes its end
+        os._exit(0)
+    os.close(r)
+    try:
+        start = time.monotonic()
+        assert not child.reap(pid, 0.1)
+        assert time.monotonic() - start < 1.5
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)

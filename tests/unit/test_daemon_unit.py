@@ -1,0 +1,431 @@
+"""The warm daemon without root: the request reader (records, SCM_RIGHTS), the handler with a
+fake pipeline, the cache update channel, policy_sig, and the serve loop on a tmp socket (a
+non-root peer is refused; the accepted path runs with the peer check faked)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from upcall import daemon, pipeline, wire
+from upcall.errors import Reason
+from upcall.request import Request
+from upcall.sources.base import SourceKind, SourceToken
+from upcall.sources.proxy_cache import CacheKey, ProxyCache
+
+DESC = "ver=0x2;host=fs1.lab.test;ip4=192.0.2.10;sec=krb5;uid=0x3e8;creduid=0x3e8"
+KERNEL_KEY = f"cifs.spnego;0;0;39010000;{DESC}"
+KEY = CacheKey("alice@LAB.TEST", "fs1.lab.test", "/run/gp.sock")
+
+
+@pytest.fixture(autouse=True)
+def _keep_environment() -> Iterator[None]:
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def limits(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The handler's alarm and address-space limit, recorded instead of set on pytest."""
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(daemon.signal, "alarm", lambda s: seen.setdefault("alarm", s))
+    monkeypatch.setattr(
+        daemon.resource, "setrlimit", lambda what, lim: seen.setdefault("rlimit", (what, lim))
+    )
+    return seen
+
+
+class FakePipeline:
+    def __init__(self, update: tuple[CacheKey, bytes, int] | None = None) -> None:
+        self.update = update
+        self.calls: list[tuple[Request, pipeline.Options, dict[str, Any]]] = []
+
+    def __call__(self, req: Request, opts: pipeline.Options, **kw: Any) -> pipeline.Outcome:
+        self.calls.append((req, opts, kw))
+        tok = SourceToken(
+            SourceKind.PROXY, b"tok", bytes(16), 18, "alice@LAB.TEST", "cifs/fs1@LAB.TEST", True
+        )
+        return pipeline.Outcome(
+            True, req, 1000, token=tok, payload=b"PAYLOAD", cache_update=self.update
+        )
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
+    f = FakePipeline((KEY, b"blob", int(time.time()) + 7200))
+    monkeypatch.setattr(pipeline, "run_upcall", f)
+    return f
+
+
+def _send(sock: socket.socket, msg: bytes, fds: list[int] | None = None) -> None:
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
+    sock.sendmsg([msg], anc)
+    sock.shutdown(socket.SHUT_WR)
+
+
+def _recv_all(sock: socket.socket) -> list[tuple[bytes, bytes]]:
+    buf = b""
+    while chunk := sock.recv(65536):
+        buf += chunk
+    recs, rest = wire.records(buf, wire.REPLY_MAX)
+    assert rest == b""
+    return recs
+
+
+# ---- policy_sig and the cache update channel -------------------------------------------------
+
+
+def test_policy_sig(tmp_path: Path) -> None:
+    assert daemon.policy_sig(str(tmp_path / "none")) == "none"
+    p = tmp_path / "policy.yaml"
+    p.write_text("a")
+    st = p.stat()
+    assert daemon.policy_sig(str(p)) == f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:1"
+    p.write_text("ab")
+    assert daemon.policy_sig(str(p)).endswith(":2")
+
+
+def _update(sig: str = "S", **over: bytes) -> bytes:
+    fields = {
+        b"s": sig.encode(),
+        b"p": KEY.principal.encode(),
+        b"h": KEY.host.encode(),
+        b"k": KEY.socket.encode(),
+        b"b": b"blob",
+        b"e": b"%d" % (time.time() + 7200),
+    }
+    fields.update({k.encode(): v for k, v in over.items()})
+    return b"".join(wire.record(t, v) for t, v in fields.items())
+
+
+def _feed(data: bytes, state: daemon.CacheState) -> dict[int, bytearray]:
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    updates = {r: bytearray()}
+    for _ in range(3):
+        if r not in updates:
+            break
+        daemon._read_update(r, updates, state)
+    assert r not in updates  # closed and forgotten at EOF
+    return updates
+
+
+def test_read_update_keeps_a_well_formed_credential() -> None:
+    state = daemon.CacheState(ProxyCache(), sig="S")
+    _feed(_update(), state)
+    assert state.cache.get(KEY) == b"blob" and state.sig == "S"
+
+
+def test_read_update_with_a_new_policy_sig_clears_the_cache() -> None:
+    state = daemon.CacheState(ProxyCache(), sig="old")
+    other = CacheKey("bob@LAB.TEST", "fs2", "/run/gp.sock")
+    assert state.cache.put(other, b"x", int(time.time()) + 7200)
+    _feed(_update("new"), state)
+    assert state.sig == "new" and state.cache.get(other) is None
+    assert state.cache.get(KEY) == b"blob"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",  # nothing sent
+        _update()[:-3],  # truncated
+        _update(e=b"soon"),  # not a number
+        _update(p=b"\xff"),  # not UTF-8
+        _update().replace(wire.record(b"s", b"S"), b""),  # a field missing
+        wire.record(b"b", b"x" * daemon.UPDATE_MAX),  # oversized
+    ],
+)
+def test_read_update_drops_anything_else(data: bytes) -> None:
+    state = daemon.CacheState(ProxyCache(), sig="S")
+    _feed(data, state)
+    assert len(state.cache) == 0 and state.sig == "S"
+
+
+# ---- the request reader ----------------------------------------------------------------------
+
+
+def test_read_request_takes_records_and_the_first_fd_only() -> None:
+    a, b = socket.socketpair()
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    try:
+        _send(a, wire.request("dry", 0, DESC, ["-d"]), [r1, r2])
+        recs, fd = daemon._read_request(b)
+        assert recs[:2] == [(b"V", b"1"), (b"M", b"dry")] and recs[-1] == (b"A", b"-d")
+        assert fd is not None and os.path.sameopenfile(fd, r1)
+        os.close(fd)
+        # the second fd was closed by the reader: only our original of it stays open
+        os.close(w2)
+        assert os.read(r2, 1) == b""
+    finally:
+        for x in (r1, w1, r2):
+            os.close(x)
+        a.close()
+        b.close()
+
+
+def test_read_request_refuses_truncated_and_oversized() -> None:
+    a, b = socket.socketpair()
+    _send(a, wire.request("dry", 0, DESC, [])[:-2])
+    with pytest.raises(ValueError, match="truncated"):
+        daemon._read_request(b)
+    a.close()
+    b.close()
+    a, b = socket.socketpair()
+    t = threading.Thread(target=lambda: (a.sendall(b"x" * (wire.REQUEST_MAX + 10)), a.close()))
+    t.start()
+    try:
+        with pytest.raises(ValueError, match="too large"):
+            daemon._read_request(b)
+    finally:
+        t.join()
+        b.close()
+
+
+def test_peer_uid_is_the_connecting_process_uid() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        assert daemon._peer_uid(b) == os.getuid()
+
+
+# ---- the handler, in-process ---------------------------------------------------------------
+
+
+def _handle(
+    msg: bytes, state: daemon.CacheState | None = None, updates: int = -1, waited: float = 0.0
+) -> list[tuple[bytes, bytes]]:
+    a, b = socket.socketpair()
+    with a, b:
+        _send(a, msg)
+        assert daemon.handle(daemon.Pending(b, time.monotonic() - waited), state, updates) == 0
+        b.shutdown(socket.SHUT_WR)
+        return _recv_all(a)
+
+
+def test_handle_dry_run_replies_like_in_process(
+    fake: FakePipeline, limits: dict[str, Any], tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    argv = ["--dry-run", DESC, "--deadline", "6", "--policy", str(policy)]
+    recs = _handle(wire.request("dry", 0, DESC, argv))
+    reply = wire.Reply.decode(recs)
+    assert reply.exit == 0 and reply.payload == b"PAYLOAD"
+    assert "outcome=ok" in reply.stdout and "via=daemon" in reply.stdout
+    req, opts, kw = fake.calls[0]
+    assert req.host == "fs1.lab.test" and opts.policy_path == str(policy)
+    assert 5.0 < opts.deadline <= 6.0 and kw["pidfd"] is None
+    assert isinstance(kw["cache"], ProxyCache)
+    assert limits["alarm"] == int(opts.deadline + daemon.HANDLER_SLACK)
+    assert limits["rlimit"][1] == (daemon.HANDLER_AS_MAX, daemon.HANDLER_AS_MAX)
+
+
+def test_handle_counts_time_spent_queued(fake: FakePipeline, limits: dict[str, Any]) -> None:
+    recs = _handle(wire.request("dry", 0, DESC, ["--dry-run", DESC]), waited=3.0)
+    reply = wire.Reply.decode(recs)
+    assert 'via="daemon (queued 3.0 s)"' in reply.stdout
+    assert fake.calls[0][1].deadline == pytest.approx(7.0, abs=0.5)
+
+
+def test_handle_key_sends_the_cache_update_and_uses_the_matching_cache(
+    fake: FakePipeline, limits: dict[str, Any], tmp_path: Path
+) -> None:
+    policy = str(tmp_path / "none.yaml")
+    sig = daemon.policy_sig(policy)
+    state = daemon.CacheState(ProxyCache(), sig=sig)
+    r, w = os.pipe()
+    try:
+        recs = _handle(wire.request("key", 42, KERNEL_KEY, ["--policy", policy, "42"]), state, w)
+    finally:
+        os.close(w)
+    reply = wire.Reply.decode(recs)
+    assert reply.exit == 0 and reply.payload == b"PAYLOAD"
+    assert "key=42" in reply.lines[-1][1]
+    assert fake.calls[0][2]["cache"] is state.cache  # same policy: the daemon's cache
+    updates = {r: bytearray()}
+    fresh = daemon.CacheState(ProxyCache(), sig="older")
+    while r in updates:
+        daemon._read_update(r, updates, fresh)
+    assert fresh.sig == sig and fresh.cache.get(KEY) == b"blob"
+
+
+def test_handle_with_a_changed_policy_uses_a_fresh_cache(
+    fake: FakePipeline, limits: dict[str, Any]
+) -> None:
+    state = daemon.CacheState(ProxyCache(), sig="stale")
+    _handle(wire.request("key", 42, KERNEL_KEY, ["42"]), state)
+    assert fake.calls[0][2]["cache"] is not state.cache
+
+
+def test_handle_bad_arguments_replies_exit_2(fake: FakePipeline, limits: dict[str, Any]) -> None:
+    reply = wire.Reply.decode(_handle(wire.request("key", 42, KERNEL_KEY, ["--bogus", "42"])))
+    assert reply.exit == 2 and reply.payload is None and fake.calls == []
+    assert "reason=bad-arguments" in reply.lines[0][1] and "key=42" in reply.lines[0][1]
+    assert limits == {}  # refused before any limit was set
+
+
+@pytest.mark.parametrize(
+    ("msg", "error"),
+    [
+        (wire.record(b"V", b"2") + wire.record(b"M", b"dry"), "unknown protocol version"),
+        (wire.request("sing", 0, DESC, []), "unknown mode 'sing'"),
+    ],
+)
+def test_handle_refuses_protocol_errors(
+    fake: FakePipeline, limits: dict[str, Any], msg: bytes, error: str
+) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        _send(a, msg)
+        with pytest.raises(ValueError, match=error):
+            daemon.handle(daemon.Pending(b, time.monotonic()))
+    assert fake.calls == []
+
+
+# ---- binding and main ------------------------------------------------------------------------
+
+
+def test_bind_refuses_a_directory_others_can_enter(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    d.mkdir(mode=0o755)
+    d.chmod(0o755)
+    with pytest.raises(SystemExit, match="must be a root-owned 0700 directory"):
+        daemon._bind(str(d / "upcall.sock"))
+
+
+def test_bind_makes_a_root_only_socket(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "upcall.sock"
+    if os.getuid() != 0:
+        with pytest.raises(SystemExit, match="root-owned"):
+            daemon._bind(str(path))
+        return
+    s = daemon._bind(str(path))
+    with s:
+        assert (path.parent.stat().st_mode & 0o777) == 0o700
+        assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_systemd_socket_only_for_our_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LISTEN_PID", raising=False)
+    assert daemon._systemd_socket() is None
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid() + 1))
+    monkeypatch.setenv("LISTEN_FDS", "1")
+    assert daemon._systemd_socket() is None
+
+
+def test_main_binds_preloads_and_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = socket.socketpair()
+    seen: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(daemon, "_bind", lambda path: (seen.append(("bind", path)), a)[1])
+    monkeypatch.setattr(daemon, "serve", lambda *args: (seen.append(("serve", *args)), 0)[1])
+    with a, b:
+        rc = daemon.main(["--socket", "/x/s", "--max-workers", "3", "--exit-after", "4"])
+        assert rc == 0 and not a.getblocking()
+    assert seen == [("bind", "/x/s"), ("serve", a, 3, 4)]
+    assert list(os.environ) == ["PATH"]  # the daemon's environment is its own
+
+
+# ---- the serve loop --------------------------------------------------------------------------
+
+
+def _listener(tmp_path: Path) -> tuple[socket.socket, str]:
+    path = str(tmp_path / "d.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(8)
+    s.setblocking(False)
+    return s, path
+
+
+def _client(path: str, out: list[list[tuple[bytes, bytes]]]) -> None:
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(20)
+    with c:
+        c.connect(path)
+        _send(c, wire.request("dry", 0, DESC, ["--dry-run", DESC]))
+        out.append(_recv_all(c))
+
+
+def test_serve_acknowledges_queues_and_forks_handlers(
+    tmp_path: Path, fake: FakePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon, "_peer_uid", lambda conn: 0)  # as request-key's root client
+    listener, path = _listener(tmp_path)
+    got: list[list[tuple[bytes, bytes]]] = []
+    clients = [threading.Thread(target=_client, args=(path, got)) for _ in range(3)]
+    for t in clients:
+        t.start()
+    with listener:
+        assert daemon.serve(listener, max_workers=1, exit_after=3) == 0
+    for t in clients:
+        t.join(20)
+    assert len(got) == 3
+    for recs in got:
+        assert recs[0] == (b"K", b"")
+        reply = wire.Reply.decode(recs[1:])
+        assert reply.exit == 0 and "outcome=ok" in reply.stdout
+
+
+def test_serve_refuses_a_non_root_peer(tmp_path: Path) -> None:
+    """Run as root the peer is root and gets the acknowledgement; anyone else gets nothing."""
+    listener, path = _listener(tmp_path)
+    pid = os.fork()
+    if pid == 0:  # the daemon, same uid as the test
+        code = 1
+        try:
+            code = daemon.serve(listener, 1, exit_after=1)
+        finally:
+            os._exit(code)
+    listener.close()
+    try:
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(10)
+        with c:
+            c.connect(path)
+            first = c.recv(5)
+        if os.getuid() == 0:
+            assert first == wire.record(b"K", b"")
+        else:
+            assert first == b""  # closed without an answer: the client works in-process
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_reap_forgets_finished_and_unknown_children() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    active = {pid}
+    deadline = time.monotonic() + 5
+    while active and time.monotonic() < deadline:
+        daemon._reap(active)
+        time.sleep(0.01)
+    assert active == set()
+    active = {pid}  # already reaped: ChildProcessError counts as done
+    daemon._reap(active)
+    assert active == set()
+
+
+def test_outcome_failure_reason_is_kept_by_the_reply(
+    monkeypatch: pytest.MonkeyPatch, limits: dict[str, Any]
+) -> None:
+    def failing(req: Request, opts: pipeline.Options, **kw: Any) -> pipeline.Outcome:
+        return pipeline.Outcome(False, req, 1000, Reason.CALLER_GONE, "gone", "retry")
+
+    monkeypatch.setattr(pipeline, "run_upcall", failing)
+    reply = wire.Reply.decode(_handle(wire.request("key", 7, KERNEL_KEY, ["7"])))
+    assert reply.exit == 1 and reply.payload is None
+    assert "reason=caller-gone" in reply.lines[-1][1]
