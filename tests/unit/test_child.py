@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from upcall import child
 from upcall.errors import (
     CallerGone,
     CredentialError,
@@ -21,6 +20,7 @@ from upcall.errors import (
     rebuild,
 )
 from upcall.sources.base import Attempt
+from upcall.worker import child
 
 
 def _ok() -> dict[str, Any]:

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from upcall import client, keyring, log, pipeline, wire
+from upcall import client, log, pipeline, wire
 from upcall.errors import KeyringError, Reason
-from upcall.request import Request
+from upcall.kernel import keyring
+from upcall.kernel.request import Request
 
 DESC = "ver=0x2;host=fs1.lab.test;ip4=192.0.2.10;sec=krb5;uid=0x3e8;creduid=0x3e8"
 
@@ -269,19 +270,19 @@ def test_real_keyring_refuses_without_authority() -> None:
     assert ei.value.reason is Reason.KEYRING and "request-key" in ei.value.hint
 
 
-def test_write_private_never_follows_a_symlink(tmp_path: Path) -> None:
+def test_write_atomic_never_follows_a_symlink(tmp_path: Path) -> None:
+    from upcall.files import write_atomic
+
     target = tmp_path / "p"
-    client.write_private(str(target), b"abc")
+    write_atomic(str(target), b"abc", 0o600)
     assert target.read_bytes() == b"abc" and stat.S_IMODE(target.stat().st_mode) == 0o600
-    client.write_private(str(target), b"new")  # replaced whole
+    write_atomic(str(target), b"new", 0o600)  # replaced whole
     assert target.read_bytes() == b"new"
     victim = tmp_path / "victim"
     victim.write_text("keep")
-    tmp = tmp_path / f"q.tmp{os.getpid()}"
-    tmp.symlink_to(victim)
-    with pytest.raises(OSError):
-        client.write_private(str(tmp_path / "q"), b"x")
-    assert victim.read_text() == "keep"
+    (tmp_path / "q").symlink_to(victim)  # a planted link at the target is replaced, not followed
+    write_atomic(str(tmp_path / "q"), b"x", 0o600)
+    assert victim.read_text() == "keep" and (tmp_path / "q").read_bytes() == b"x"
 
 
 # ---- the conversation with a daemon ------------------------------------------------------------
@@ -358,7 +359,7 @@ def test_ask_daemon_passes_the_pinned_caller(tmp_path: Path) -> None:
         d.thread.join(10)
     assert isinstance(reply, wire.Reply)
     assert len(d.fds) == 1
-    from upcall.pidpin import fd_pid
+    from upcall.caller.pidpin import fd_pid
 
     assert fd_pid(d.fds[0]) == os.getpid()
     d.close()

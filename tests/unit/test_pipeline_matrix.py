@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from upcall import pipeline, policy_file
+from upcall import pipeline
 from upcall.errors import (
     BadPolicy,
     CredentialError,
@@ -22,9 +22,10 @@ from upcall.errors import (
     UpcallError,
     WorkerProtocolError,
 )
-from upcall.payload import SpnegoMsg
-from upcall.policy import Defaults, Match, Mode, Policy, ProxyKind, Rule, Step
-from upcall.request import Request, parse_description
+from upcall.kernel.payload import SpnegoMsg
+from upcall.kernel.request import Request, parse_description
+from upcall.policy import file as policy_file
+from upcall.policy.rules import Defaults, Match, Mode, Policy, ProxyKind, Rule, Step
 from upcall.sources.base import Attempt, SourceKind, SourceToken
 from upcall.sources.local import LocalPlan
 from upcall.sources.proxy import ProxyPlan

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from upcall import gss, log, namespaces, pidpin, policy_file, procinfo
-from upcall.classify import Classified
+from upcall import log
+from upcall.caller import namespaces, pidpin, procinfo
+from upcall.caller.identity import NOGROUP, Identity, resolve, target
+from upcall.caller.procinfo import IdMap
 from upcall.errors import (
     BadPolicy,
     CallerGone,
@@ -22,14 +24,14 @@ from upcall.errors import (
     PrivilegeDropError,
     Reason,
 )
-from upcall.identity import NOGROUP, Identity, resolve, target
+from upcall.kernel.request import parse_description
+from upcall.krb5 import gss
+from upcall.krb5.spn import SpnCandidate
 from upcall.pipeline import Outcome
-from upcall.policy import Policy
-from upcall.procinfo import IdMap
-from upcall.request import parse_description
+from upcall.policy import file as policy_file
+from upcall.policy.rules import Policy
 from upcall.sources.base import Attempt, SourceKind
 from upcall.sources.spn_attempts import first_token
-from upcall.spn import SpnCandidate
 
 
 @pytest.fixture
@@ -282,12 +284,15 @@ def test_emit_falls_back_when_journald_does_not_listen(tmp_path: Path, quiet_log
 
 
 def test_outcome_logs_trail_and_summary(tmp_path: Path, quiet_log: None) -> None:
+    from upcall import respond
+
     f = tmp_path / "log"
     log.setup(debug=True, echo=False, log_file=str(f), journal_socket=str(tmp_path / "none"))
     req = parse_description("ver=0x2;host=h1;sec=krb5;uid=0x1;creduid=0x1")
     out = Outcome(False, req, 1, Reason.CALLER_GONE, "gone", "retry")
     out.trail.append(Attempt("local", "left", "caller-gone: gone", "caller-gone").as_dict())
-    log.outcome(out, 9)
+    for prio, line, entry in respond._outcome_lines(out, 9, "in-process"):
+        log.emit(prio, line, entry)
     lines = f.read_text().splitlines()
     assert lines[0].endswith('source=local outcome=left detail="caller-gone: gone" '
                              "reason=caller-gone")  # fmt: skip
@@ -339,13 +344,20 @@ def _spns() -> list[SpnCandidate]:
     return [SpnCandidate("cifs", "fs1", "as given"), SpnCandidate("CIFS", "fs1", "upper case")]
 
 
-def _translate(e: Exception, spn: SpnCandidate) -> tuple[str, CredentialError]:
-    assert isinstance(e, CredentialError)
-    return f"{spn.principal}: {e.message}", e
+class _RawGssError:
+    """Stands in for a gssapi error: the source's translate classifies it (once)."""
+
+    def __init__(self, reason: Reason):
+        self.reason = reason
 
 
-def _failure(reason: Reason) -> gss.GssFailure:
-    return gss.GssFailure("server not found", Classified(reason, "hint", 0))
+def _translate(e: _RawGssError, spn: SpnCandidate) -> tuple[str, CredentialError]:
+    err = CredentialError("server not found", hint="hint", reason=e.reason)
+    return f"{spn.principal}: {err.message}", err
+
+
+def _failure(reason: Reason, spn: SpnCandidate | None = None) -> gss.InitFailure:
+    return gss.InitFailure(_RawGssError(reason), spn or _spns()[0])  # type: ignore[arg-type]
 
 
 def test_first_token_tries_the_next_name_only_for_unknown_servers(

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from upcall import cli, keyring, pipeline, respond
+from upcall import cli, pipeline, respond
 from upcall.errors import KeyUnavailable, Reason
-from upcall.request import Request, parse_description
+from upcall.kernel import keyring
+from upcall.kernel.request import Request, parse_description
 from upcall.sources.base import Attempt, SourceKind, SourceToken
 
 DESC = "ver=0x2;host=fs1.lab.test;ip4=192.0.2.10;sec=krb5;uid=0x3e8;creduid=0x3e8;pid=0x99"
@@ -92,15 +93,6 @@ def test_summary_failed_line_quotes_and_drops_none() -> None:
         "outcome=failed reason=kdc-unreachable host=fs1.lab.test sec=krb5 uid=1000 pid=153 "
         'target=unspecified ms=0 via=in-process error="KDC down" hint="check the KDC"'
     )
-
-
-def test_log_summary_matches_without_via() -> None:
-    from upcall import log
-
-    out = _outcome(parse_description(DESC), True)
-    assert log.summary(out, 3) == respond.summary(out, 3, "x").removesuffix(" via=x")
-    bad = _outcome(parse_description(DESC), False)
-    assert log.summary(bad, 3).startswith("outcome=failed reason=kdc-unreachable key=3 ")
 
 
 def test_options_follow_the_arguments() -> None:

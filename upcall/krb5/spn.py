@@ -46,7 +46,7 @@ class SystemResolver:
     def canonical_name(self, host: str) -> str | None:
         try:
             infos = socket.getaddrinfo(host, None, flags=socket.AI_CANONNAME)
-        except OSError:
+        except (OSError, UnicodeError):  # UnicodeError: IDNA refuses an empty or long label
             return None
         return infos[0][3] or None if infos else None
 
