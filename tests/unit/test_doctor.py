@@ -172,3 +172,17 @@ def test_keytab_first_entry_skips_holes() -> None:
 def test_startup_failure_argv(argv: list[str], serial: int | None, timeout: int) -> None:
     assert startup_serial(argv) == serial
     assert startup_options(argv)[0] == timeout
+
+
+def test_route_check_names_the_namespace_and_the_fix() -> None:
+    from upcall.doctor.facts import RouteFacts
+
+    good = checks.route(RouteFacts(7, "fs1", "10.0.0.5", routed=True, device="eth0",
+                                   source="10.0.0.9", gateway="10.0.0.1"))  # fmt: skip
+    assert good.status.value == "ok" and "through eth0 via 10.0.0.1" in good.what
+    assert "its own network namespace" in good.what
+    bad = checks.route(RouteFacts(7, "fs1", "10.0.0.5", error="Network is unreachable"))
+    assert bad.status.value == "FAIL" and "no route to 10.0.0.5" in bad.what
+    assert "route to the file server" in bad.fix
+    gone = checks.route(RouteFacts(7, "fs1", None, "caller pid 7: No such file or directory"))
+    assert gone.status.value == "FAIL" and "check the pid" in gone.fix

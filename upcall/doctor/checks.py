@@ -16,6 +16,7 @@ from .facts import (
     Krb5Facts,
     PolicyFacts,
     RequestKeyFacts,
+    RouteFacts,
     ServiceFacts,
     SocketFacts,
     SpnFacts,
@@ -260,3 +261,18 @@ def dry_run(f: DryRunFacts) -> Check:
         imp = "impersonated" if f.impersonated else "not impersonated"
         return ok(name, f"{f.source}: {f.principal} for {f.spn} ({imp})")
     return fail(name, f"{f.reason}: {f.message}", f.hint or "see `cifs-upcall explain`")
+
+
+def route(f: RouteFacts) -> Check:
+    """The caller's network namespace can reach the server (the local worker's KDC and DNS
+    traffic and the kernel's SMB connection leave from there)."""
+    where = "the host's" if f.same_netns else "its own"
+    name = f"route pid {f.pid} -> {f.server}"
+    if f.address is None or (f.error and not f.routed and not f.address):
+        return fail(name, f.error, "check the pid and the server name")
+    if f.error and not f.routed:
+        return fail(name, f"no route to {f.address} from {where} network namespace ({f.error})",
+                    "give the container a route to the file server and the KDC")  # fmt: skip
+    via = f" via {f.gateway}" if f.gateway else ""
+    return ok(name, f"{f.address} through {f.device or '?'}{via} from {f.source or '?'} "
+              f"({where} network namespace)")  # fmt: skip

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--user", required=need, help="local user name or uid")
         s.add_argument("--server", required=need, help="the SMB server's host name")
         s.add_argument("--json", action="store_true", help="one JSON object")
+        s.add_argument("--pid", type=int, help="a process of the user (e.g. in a container): "
+                       "check the route from its network namespace to --server")  # fmt: skip
         s.add_argument("--root", default="/", help="prefix for /etc (request-key.d, gssproxy, "
                        "the default policy); for tests and chroots")  # fmt: skip
     return p
@@ -124,6 +126,8 @@ def run_doctor(a: argparse.Namespace) -> list[Check]:
         out.append(c)
     if a.server:
         out.append(checks.spn(gather.spn(a.server, client_keytab, client_principal)))
+    if a.pid and a.server:
+        out.append(checks.route(gather.caller_route(a.pid, a.server)))
     if a.user and a.server:
         out.append(checks.dry_run(gather.dry_run(a.user, a.server, ctx.helper_argv or ["1"])))
     return out

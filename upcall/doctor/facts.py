@@ -117,3 +117,18 @@ class DryRunFacts:
     spn: str = ""
     impersonated: bool = False
     trail: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RouteFacts:
+    """How the caller's network namespace reaches the server (gather.caller_route)."""
+
+    pid: int
+    server: str
+    address: str | None  # the server's address, resolved in the host namespaces
+    error: str = ""  # why nothing could be looked up (no such process, no address, ...)
+    routed: bool = False
+    device: str = ""
+    source: str = ""
+    gateway: str = ""
+    same_netns: bool = False  # the caller shares the host's network namespace

@@ -26,6 +26,7 @@ from .facts import (
     Krb5Facts,
     PolicyFacts,
     RequestKeyFacts,
+    RouteFacts,
     ServiceFacts,
     SocketFacts,
     SpnFacts,
@@ -409,3 +410,44 @@ def dry_run(user: str, server: str, helper_argv: list[str]) -> DryRunFacts:
         out.hint, out.source, out.principal, out.spn,
         bool(out.token and out.token.impersonated), out.trail,
     )  # fmt: skip
+
+
+def caller_route(pid: int, server: str) -> RouteFacts:
+    """Doctor (root, host namespaces): the route from the caller's network namespace to the
+    server, by pyroute2 on /proc/PID/ns/net (a helper process of pyroute2's enters it; this
+    process never does). Off the upcall path: pyroute2 costs ~200 ms to import."""
+    import socket as socketmod
+
+    try:
+        theirs = os.stat(f"/proc/{pid}/ns/net").st_ino
+        same = theirs == os.stat("/proc/self/ns/net").st_ino
+    except OSError as e:
+        return RouteFacts(pid, server, None, f"caller pid {pid}: {e.strerror}")
+    try:
+        address = socketmod.getaddrinfo(server, 445, type=socketmod.SOCK_STREAM)[0][4][0]
+    except (OSError, UnicodeError) as e:
+        return RouteFacts(pid, server, None, f"{server} does not resolve on the host: {e}",
+                          same_netns=same)  # fmt: skip
+    from pyroute2 import NetNS
+
+    try:
+        ns = NetNS(f"/proc/{pid}/ns/net", flags=0)
+    except Exception as e:
+        return RouteFacts(pid, server, str(address), f"cannot open its network namespace: {e}",
+                          same_netns=same)  # fmt: skip
+    try:
+        try:
+            route = ns.route("get", dst=str(address))[0]
+        except Exception as e:
+            return RouteFacts(pid, server, str(address), routed=False, error=str(e),
+                              same_netns=same)  # fmt: skip
+        oif = route.get_attr("RTA_OIF")
+        links = ns.get_links(oif) if oif else []
+        device = links[0].get_attr("IFLA_IFNAME") if links else ""
+        return RouteFacts(
+            pid, server, str(address), routed=True, device=str(device or ""),
+            source=str(route.get_attr("RTA_PREFSRC") or ""),
+            gateway=str(route.get_attr("RTA_GATEWAY") or ""), same_netns=same,
+        )  # fmt: skip
+    finally:
+        ns.close()
