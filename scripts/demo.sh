@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec /opt/cifs-upcall/bin/python -m tests.demo "$@"
+exec /opt/cifs-upcall/bin/python scripts/demo.py "$@"
