@@ -2,8 +2,10 @@
 
 1. A Samba AD DC (LAB.TEST) starts in its own loopback-only network namespace.
 2. alice gets a ticket, and a process of hers waits with KRB5CCNAME in its environment only.
-3. cifs-upcall --dry-run gets the key description the kernel would send for that process:
-   it enters the process's namespaces, becomes alice, finds her ccache, and builds the payload.
+3. cifs-upcall --dry-run gets the key description the kernel would send for that process,
+   through the warm daemon (`cifs-upcall serve`, started here on a private socket) exactly as
+   request-key's client would hand it over: it enters the process's namespaces, becomes alice
+   with no capability, finds her ccache, and builds the payload.
 4. The lab's SMB server accepts that payload: SESSION_SETUP with our blob, a signed
    TREE_CONNECT and a read with our session key, then an AES-256-GCM sealed session.
 """
@@ -56,20 +58,32 @@ def _demo(lab: SambaLab) -> int:
         f"ver=0x2;host={lab.fqdn};ip4={lab.ip};sec=krb5;uid=0x{alice.uid:x};"
         f"creduid=0x{alice.uid:x};pid=0x{pid:x};upcall_target=app"
     )
-    step(3, f"cifs-upcall --dry-run '{desc}'")
+    sockdir = lab.base / "run"
+    sockdir.mkdir(mode=0o700)
+    sock = sockdir / "upcall.sock"
+    daemon = subprocess.Popen([HELPER, "serve", "--socket", str(sock)])
+    for _ in range(200):
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    step(3, f"cifs-upcall --socket {sock} --dry-run '{desc}'")
     payload_file = lab.base / "payload.bin"
-    res = subprocess.run(
-        [HELPER, "-k", str(lab.krb5_conf), "--dry-run", desc,
-         "--payload-out", str(payload_file), "--json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    caller.kill()
+    try:
+        res = subprocess.run(
+            [HELPER, "--socket", str(sock), "-k", str(lab.krb5_conf), "--dry-run", desc,
+             "--payload-out", str(payload_file), "--json"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        caller.kill()
+        daemon.terminate()
+        daemon.wait(timeout=10)
     doc = json.loads(res.stdout)
     for a in doc["trail"]:
         print(f"    {a['source']:<10} {a['outcome']:<6} {a['detail']}")
     print(f"    outcome={doc['outcome']} principal={doc['principal']} spn={doc['spn']} "
           f"session_key={doc['session_key_len']} bytes (enctype {doc['enctype']}) "
-          f"in {doc['seconds'] * 1000:.0f} ms")  # fmt: skip
+          f"in {doc['seconds'] * 1000:.0f} ms via {doc['via']}")  # fmt: skip
     if doc["outcome"] != "ok":
         print(f"demo: FAILED: {doc['reason']}: {doc['message']} ({doc['hint']})")
         return 1
