@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab lives in tests/lab
 
-from tests.lab.samba import SambaLab, can_run_lab, running_lab  # noqa: E402
-from tests.lab.smb_client import smb_session  # noqa: E402
-from upcall.kernel.payload import SpnegoMsg  # noqa: E402
+from tests.lab.samba import SambaLab, can_run_lab, running_lab
+from tests.lab.smb_client import smb_session
+from upcall.kernel.payload import SpnegoMsg
 
 HELPER = "/opt/cifs-upcall/bin/cifs-upcall"
 
