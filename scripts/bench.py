@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.lab.samba import SambaLab, can_run_lab, running_lab
+from tests.components.samba import SambaLab, can_run_lab, running_lab
 from tests.upcall_driver import caller, description
 
 OURS = "/opt/cifs-upcall/bin/cifs-upcall"

@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab lives in tests/lab
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab lives in tests/components
 
-from tests.lab.samba import SambaLab, can_run_lab, running_lab
-from tests.lab.smb_client import smb_session
+from tests.components.samba import SambaLab, can_run_lab, running_lab
+from tests.components.smb_client import smb_session
 from upcall.kernel.payload import SpnegoMsg
 
 HELPER = "/opt/cifs-upcall/bin/cifs-upcall"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything (scripts/setup.sh) and runs every check: ruff, mypy --strict, and the whole
 # pytest suite against real components (Samba AD DCs in network namespaces, gssproxy, the kernel
-# keyring, and the QEMU guest with cifs.ko under tests/test_vm.py). Run as root.
+# keyring, and the QEMU guest with cifs.ko under tests/vm/test_vm.py). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

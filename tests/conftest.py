@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.samba import SambaLab, can_run_lab, reap_stale_labs, running_lab
+from tests.components.samba import SambaLab, can_run_lab, reap_stale_labs, running_lab
 
 pytest_plugins = ["tests.proxy_fixtures"]  # gssproxy rigs for test_proxy_*.py
 
@@ -70,7 +70,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _live_rbcd_labs() -> list[int]:
     """pids of pytest processes whose RBCD lab namespace exists and who are still alive."""
-    from tests.lab import netns
+    from tests.components import netns
 
     pids = [n.rsplit("-", 1)[1] for n in netns.names("cuplab2-")]
     return [int(p) for p in pids if p.isdigit() and Path(f"/proc/{p}").exists()]
@@ -79,7 +79,7 @@ def _live_rbcd_labs() -> list[int]:
 def _reap_stale_rbcd_labs() -> None:
     import shutil
 
-    from tests.lab import netns
+    from tests.components import netns
 
     for name in netns.names("cuplab2-"):
         pid = name.rsplit("-", 1)[1]
@@ -106,7 +106,7 @@ def samba_rbcd_lab() -> Iterator[SambaLab]:
     import subprocess
     import time
 
-    from tests.lab.chroot import ensure_trixie_chroot, why_cannot_build
+    from tests.components.chroot import ensure_trixie_chroot, why_cannot_build
 
     why = "the lab needs root" if os.geteuid() != 0 else why_cannot_build()
     if why:

@@ -23,8 +23,8 @@ import pytest
 from gssproxy_conf import schema
 from gssproxy_conf.install import plan
 from gssproxy_conf.install.apply import apply
+from tests.components.samba import SambaLab
 from tests.gssproxy_conf.gp_harness import Gssproxy, running_gssproxy
-from tests.lab.samba import SambaLab
 from tests.upcall_driver import DryRun, caller, description, dry_run
 
 CONNECTED = "connected (fd = "  # gssproxy -d logs one such line per client connection

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.lab.samba import SambaLab
+from tests.components.samba import SambaLab
 from upcall.kernel.payload import SpnegoMsg
 
 HELPER = "/opt/cifs-upcall/bin/cifs-upcall"

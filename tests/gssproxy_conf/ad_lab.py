@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gssproxy_conf.ad import directory, ldif, samba_tool
 from gssproxy_conf.ad.changes import ChangeSet
-from tests.lab.samba import SambaLab
+from tests.components.samba import SambaLab
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ pytestmark = pytest.mark.rbcd
 @pytest.fixture(autouse=True)
 def _only_if_chroot_is_cached() -> None:
     # building the chroot downloads from a Debian mirror; these tests never trigger that
-    from tests.lab.chroot import cached_chroot
+    from tests.components.chroot import cached_chroot
 
     if cached_chroot() is None:
-        pytest.skip("the Samba 4.22 chroot is not cached (see tests/lab/chroot.py)")
+        pytest.skip("the Samba 4.22 chroot is not cached (see tests/components/chroot.py)")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Start-up failures of the helper end in one log line (never only argparse's stderr, which
 request-key discards). In-process, no root: the keyring calls fail on a key that does not exist
-and are logged too; the real negation is proven in tests/test_startup_failure_keyring.py."""
+and are logged too; the real negation is proven in tests/root/test_startup_failure_keyring.py."""
 
 from __future__ import annotations
 
