@@ -20,8 +20,8 @@ connection (stage "tree_connect", "socket was closed").
 
 The DC lives in the lab's network namespace (`lab.ns`), which the host cannot reach, so
 `smb_session()` runs this module as a child
-(`ip netns exec … python -m tests.components.smb_client`) with a JSON request on stdin and a JSON result on stdout. `run_client()` is the part that
-runs in there.
+(`ip netns exec … python -m tests.components.smb_client`) with a JSON request on stdin and a
+JSON result on stdout. `run_client()` is the part that runs in there.
 """
 
 from __future__ import annotations
