@@ -449,7 +449,7 @@ def lint_paths(directory: Path, main: Path | None) -> list[Finding]:
 
 def keytab_findings(keytab: str, principal: str, where: str = "") -> list[Finding]:
     """The keytab's first entry must be ``principal``: released gssproxy impersonates with it."""
-    from .keytab import KeytabError, read_first_entry
+    from upcall.krb5.keytab import KeytabError, read_first_entry
 
     fix = (
         f"rewrite the keytab with {principal} first (ktutil: rkt, then wkt in that order), or "

@@ -173,7 +173,7 @@ def _keytab(path: Path, *principals: str) -> Path:
 
 @pytest.mark.skipif(not shutil.which("ktutil") or not shutil.which("script"), reason="no ktutil")
 def test_keytab_first_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from gssproxy_conf.lint.keytab import read_first_entry
+    from upcall.krb5.keytab import read_first_entry
 
     good = _keytab(
         tmp_path / "good.keytab", "FS-CLIENT1$@EXAMPLE.COM", "host/fs-client1@EXAMPLE.COM"

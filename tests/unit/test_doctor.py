@@ -157,10 +157,13 @@ def _kt_entry(comps: list[str], realm: str) -> bytes:
 def test_keytab_first_entry_skips_holes() -> None:
     data = b"\x05\x02" + struct.pack(">i", -10) + b"\0" * 10
     data += _kt_entry(["CLIENT1$"], "LAB.TEST") + _kt_entry(["host", "c1"], "LAB.TEST")
-    assert kerberos.first_keytab_principal(data) == "CLIENT1$@LAB.TEST"
-    assert kerberos.first_keytab_principal(b"\x05\x02") is None
+    from upcall.krb5.keytab import KeytabError, first_entry
+
+    assert first_entry(data).principal == "CLIENT1$@LAB.TEST"
+    with pytest.raises(KeytabError, match="no entries"):
+        first_entry(b"\x05\x02")
     with pytest.raises(ValueError):
-        kerberos.first_keytab_principal(b"\x05\x01")
+        first_entry(b"\x05\x01")
 
 
 @pytest.mark.parametrize(("argv", "serial", "timeout"), [

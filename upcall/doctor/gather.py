@@ -19,6 +19,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from ..krb5.keytab import KeytabError, first_entry
 from .facts import (
     DryRunFacts,
     KdcFacts,
@@ -31,7 +32,7 @@ from .facts import (
     SocketFacts,
     SpnFacts,
 )
-from .kerberos import as_req, first_keytab_principal, parse_krb_error
+from .kerberos import as_req, parse_krb_error
 
 REQUEST_KEY = "/sbin/request-key"
 _PREFER = re.compile(r"^(\S+):(\d+): Prefer command")
@@ -208,8 +209,12 @@ def keytab(path: str, expected: str) -> KeytabFacts:
     except OSError as e:
         return KeytabFacts(path, expected, error=f"cannot read it: {e.strerror}")
     try:
-        return KeytabFacts(path, expected, first_keytab_principal(data))
-    except (ValueError, struct.error) as e:
+        return KeytabFacts(path, expected, first_entry(data).principal)
+    except KeytabError as e:
+        if str(e) == "no entries":
+            return KeytabFacts(path, expected, None)
+        return KeytabFacts(path, expected, error=f"not a keytab: {e}")
+    except struct.error as e:
         return KeytabFacts(path, expected, error=f"not a keytab: {e}")
 
 

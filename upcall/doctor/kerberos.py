@@ -10,22 +10,12 @@
 from __future__ import annotations
 
 import calendar
-import struct
 import time
 from dataclasses import dataclass
 
+from ..krb5.spnego import tlv  # one DER encoder
+
 # --- DER ------------------------------------------------------------------------------------
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(b)]) + b
-
-
-def tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _length(len(body)) + body
 
 
 def _ctx(n: int, body: bytes) -> bytes:
@@ -127,33 +117,3 @@ def parse_krb_error(data: bytes) -> KrbError:
     realm = _inner(data, f[9]).decode("utf-8", "replace") if 9 in f else ""
     text = _inner(data, f[11]).decode("utf-8", "replace") if 11 in f else ""
     return KrbError(stime + usec / 1e6, code, realm, text)
-
-
-# --- keytab ------------------------------------------------------------------------------------
-
-
-def first_keytab_principal(data: bytes) -> str | None:
-    """The principal of the first live entry of a FILE keytab (version 0x0502), or None if
-    there is none. ValueError on anything that is not such a keytab."""
-    if data[:2] != b"\x05\x02":
-        raise ValueError("not a version 2 keytab (bad magic)")
-    pos = 2
-    while pos + 4 <= len(data):
-        (size,) = struct.unpack_from(">i", data, pos)
-        pos += 4
-        if size < 0:  # a hole left by a removed entry
-            pos += -size
-            continue
-        if size == 0 or pos + size > len(data):
-            return None
-        entry = data[pos : pos + size]
-        (count,) = struct.unpack_from(">H", entry, 0)
-        p = 2
-        parts: list[str] = []
-        for _ in range(count + 1):  # the realm, then the components
-            (n,) = struct.unpack_from(">H", entry, p)
-            parts.append(entry[p + 2 : p + 2 + n].decode("utf-8", "replace"))
-            p += 2 + n
-        realm, comps = parts[0], parts[1:]
-        return "/".join(comps) + "@" + realm
-    return None

@@ -1,8 +1,9 @@
 """Read the first entry of an MIT keytab (file format 0x502/0x501), no Kerberos library.
 
 Released gssproxy (0.9.1, 0.9.2) impersonates with the first entry of the service keytab,
-whatever ``krb5_principal`` says, so ``check --keytab`` compares that entry with the client
-principal. sssd's machine-password rotation rewrites /etc/krb5.keytab: check again after it.
+whatever ``krb5_principal`` says, so ``cifs-upcall doctor`` and ``gssproxy-conf check
+--keytab`` compare that entry with the client principal (one reader for both).
+sssd's machine-password rotation rewrites /etc/krb5.keytab: check again after it.
 """
 
 from __future__ import annotations
