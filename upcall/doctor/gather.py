@@ -220,74 +220,25 @@ def keytab(path: str, expected: str) -> KeytabFacts:
 
 # --- krb5.conf ---------------------------------------------------------------------------------
 
-_SECTION = re.compile(r"\s*\[([^\]]+)\]\s*$")
-_RELATION = re.compile(r"\s*([^=\s]+)\s*=\s*(.*?)\s*$")
 _SNIPPET = re.compile(r"[A-Za-z0-9_-]+(\.conf)?")
 
 
 def krb5(files: str | None = None, snippet_dir: str = "/etc/krb5.conf.d") -> Krb5Facts:
-    """The relations doctor needs, following include/includedir as MIT does (first value wins)."""
+    """The relations doctor needs, read by the helper's own krb5.conf reader (krb5/profile)."""
+    from ..krb5.profile import read
+
     files = files or os.environ.get("KRB5_CONFIG") or "/etc/krb5.conf"
-    includedirs: list[str] = []
-    rel: dict[tuple[str, str], str] = {}
-    kdcs: dict[str, list[str]] = {}
-
-    def read(path: str, depth: int) -> None:
-        if depth > 8:
-            return
-        try:
-            text = Path(path).read_text(errors="replace")
-        except OSError:
-            return
-        section, realm, nesting = "", "", 0
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith(("#", ";")):
-                continue
-            if line.startswith("include "):
-                read(line[8:].strip(), depth + 1)
-                continue
-            if line.startswith("includedir "):
-                d = line[11:].strip()
-                includedirs.append(d)
-                try:
-                    for n in sorted(os.listdir(d)):
-                        if _SNIPPET.fullmatch(n):
-                            read(os.path.join(d, n), depth + 1)
-                except OSError:
-                    pass
-                continue
-            if m := _SECTION.match(line):
-                section, nesting = m[1].strip(), 0
-                continue
-            if line == "}":
-                nesting = max(0, nesting - 1)
-                continue
-            r = _RELATION.match(line)
-            if r is None:
-                continue
-            k, v = r[1], r[2]
-            if v == "{":
-                nesting += 1
-                if nesting == 1:
-                    realm = k
-                continue
-            if nesting == 0:
-                rel.setdefault((section, k), v)
-            elif section == "realms" and nesting == 1 and k == "kdc":
-                kdcs.setdefault(realm, []).append(v)
-
-    paths = tuple(files.split(":"))
-    for p in paths:
-        read(p, 0)
+    prof = read(files)
     try:
         snippets = tuple(n for n in sorted(os.listdir(snippet_dir)) if _SNIPPET.fullmatch(n))
     except OSError:
         snippets = ()
+    rel = prof.relations
     realm = rel.get(("libdefaults", "default_realm"))
     return Krb5Facts(
-        paths, realm, rel.get(("libdefaults", "forwardable")), tuple(includedirs), snippet_dir,
-        snippets, tuple(kdcs.get(realm or "", [])), rel.get(("libdefaults", "dns_lookup_kdc")),
+        tuple(files.split(":")), realm, rel.get(("libdefaults", "forwardable")),
+        prof.includedirs, snippet_dir, snippets, prof.realm_kdcs.get(realm or "", ()),
+        rel.get(("libdefaults", "dns_lookup_kdc")),
     )  # fmt: skip
 
 

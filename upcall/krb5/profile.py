@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 DEFAULT_FILES = "/etc/krb5.conf"
@@ -39,7 +39,21 @@ class Krb5Facts:
         return self.default_realm
 
 
-def _lines(path: str, depth: int = 0) -> Iterator[str]:
+@dataclass(frozen=True)
+class Profile:
+    """What a krb5.conf says, as far as cifs-upcall and its doctor read it (MIT's rules:
+    include/includedir followed, the first value of a relation wins)."""
+
+    relations: Mapping[tuple[str, str], str]  # (section, key) -> first top-level value
+    domain_realm: tuple[tuple[str, str], ...]  # (host or .domain, REALM), file order
+    realm_kdcs: Mapping[str, tuple[str, ...]]  # [realms] REALM = { kdc = ... }
+    includedirs: tuple[str, ...] = ()
+
+    def facts(self) -> Krb5Facts:
+        return Krb5Facts(self.relations.get(("libdefaults", "default_realm")), self.domain_realm)
+
+
+def _lines(path: str, includedirs: list[str], depth: int = 0) -> Iterator[str]:
     if depth > 8:
         return
     try:
@@ -50,26 +64,27 @@ def _lines(path: str, depth: int = 0) -> Iterator[str]:
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("include "):
-            yield from _lines(stripped[len("include ") :].strip(), depth + 1)
+            yield from _lines(stripped[len("include ") :].strip(), includedirs, depth + 1)
         elif stripped.startswith("includedir "):
             d = stripped[len("includedir ") :].strip()
+            includedirs.append(d)
             try:
                 names = sorted(os.listdir(d))
             except OSError:
                 continue
             for n in names:
                 if _INCLUDEDIR_NAME.fullmatch(n):
-                    yield from _lines(os.path.join(d, n), depth + 1)
+                    yield from _lines(os.path.join(d, n), includedirs, depth + 1)
         else:
             yield line
 
 
-def parse_lines(lines: Iterator[str] | list[str]) -> Krb5Facts:
-    section, nesting = "", 0
-    default_realm: str | None = None
+def parse_profile(lines: Iterable[str], includedirs: tuple[str, ...] = ()) -> Profile:
+    section, nesting, realm = "", 0, ""
+    rel: dict[tuple[str, str], str] = {}
     dr: list[tuple[str, str]] = []
-    for raw in lines:
-        line = raw
+    kdcs: dict[str, list[str]] = {}
+    for line in lines:
         if not line.strip() or line.lstrip().startswith(("#", ";")):  # whole-line comments only
             continue
         m = _SECTION.match(line)
@@ -85,21 +100,32 @@ def parse_lines(lines: Iterator[str] | list[str]) -> Krb5Facts:
         key, value = r[1], r[2]
         if value == "{":
             nesting += 1
+            if nesting == 1:
+                realm = key
             continue
-        if nesting:
-            continue
-        if section == "libdefaults" and key == "default_realm" and default_realm is None:
-            default_realm = value
-        elif section == "domain_realm":
-            dr.append((key, value))
-    return Krb5Facts(default_realm, tuple(dr))
+        if nesting == 0:
+            rel.setdefault((section, key), value)
+            if section == "domain_realm":
+                dr.append((key, value))
+        elif section == "realms" and nesting == 1 and key == "kdc":
+            kdcs.setdefault(realm, []).append(value)
+    return Profile(rel, tuple(dr), {k: tuple(v) for k, v in kdcs.items()}, includedirs)
+
+
+def parse_lines(lines: Iterable[str]) -> Krb5Facts:
+    return parse_profile(lines).facts()
+
+
+def read(files: str | None = None) -> Profile:
+    """Parse the krb5.conf files (colon-separated like KRB5_CONFIG; default /etc/krb5.conf)."""
+    includedirs: list[str] = []
+    lines: list[str] = []
+    for path in (files or DEFAULT_FILES).split(":"):
+        lines.extend(_lines(path, includedirs))
+    return parse_profile(lines, tuple(includedirs))
 
 
 def load(files: str | None = None) -> Krb5Facts:
     """The host's krb5.conf: `files` (--host-krb5-config, colon-separated like KRB5_CONFIG),
     else /etc/krb5.conf. The helper's own environment is never consulted (it starts clean)."""
-    files = files or DEFAULT_FILES
-    lines: list[str] = []
-    for path in files.split(":"):
-        lines.extend(_lines(path))
-    return parse_lines(lines)
+    return read(files).facts()
