@@ -239,7 +239,8 @@ class ForkedWorkers:
 
         if isinstance(plan, proxy.ProxyPlan):
             return child.run(partial(proxy.run, plan), budget, what)
-        return child.run(partial(local.run, plan), budget, what)
+        keep = (plan.pidfd,) if plan.pidfd >= 0 else ()
+        return child.run(partial(local.run, plan), budget, what, keep)
 
 
 def run_upcall(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -163,10 +164,15 @@ def test_worker_writes_the_report_and_exits(monkeypatch: pytest.MonkeyPatch) -> 
         raise Exited
 
     monkeypatch.setattr(child.os, "_exit", fake_exit)
+    isolated: list[tuple[int, tuple[int, ...]]] = []
+    # in-process here: isolate() would close pytest's own fds (test_worker_holds_only_... runs
+    # the real one in a fork)
+    monkeypatch.setattr(child, "isolate", lambda w, keep=(): isolated.append((w, keep)))
     r, w = os.pipe()
     try:
         with pytest.raises(Exited):
-            child._worker(_ok, w)
+            child._worker(_ok, w, (7,))
+        assert isolated == [(w, (7,))]
         os.close(w)
         data = os.read(r, 1 << 20)
     finally:
@@ -269,3 +275,24 @@ def test_reap_gives_up_on_a_child_that_does_not_exit() -> None:
     finally:
         os.close(w)
         os.waitpid(pid, 0)
+
+
+def test_worker_holds_only_its_result_pipe_and_what_it_keeps(tmp_path: Path) -> None:
+    # A worker may run the caller's code (her krb5 plugins): it must not inherit the client's
+    # connection, the daemon's channels or a terminal to write into.
+    stray = os.open(str(tmp_path), os.O_RDONLY)  # stands for the client's socket, a pipe, ...
+    kept = os.open(str(tmp_path), os.O_RDONLY)  # stands for the caller's pidfd
+    try:
+
+        def fds() -> dict[str, object]:
+            listing = sorted(int(n) for n in os.listdir("/proc/self/fd"))
+            null = os.path.realpath("/proc/self/fd/1")
+            return {"fds": listing, "stdout": null}
+
+        out = child.run(fds, 10, "probe", keep=(kept,))
+    finally:
+        os.close(stray)
+        os.close(kept)
+    assert stray not in out["fds"] and kept in out["fds"]
+    assert out["stdout"] == "/dev/null"
+    assert len(out["fds"]) <= 6  # 0-2, the result pipe, the kept fd, listdir's own

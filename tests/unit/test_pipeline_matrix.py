@@ -607,9 +607,11 @@ def test_forked_workers_is_the_default(
 ) -> None:
     """Without a seam, ForkedWorkers hands the source's run to child.run."""
     seen: list[tuple[str, float, str]] = []
+    kept: list[tuple[int, ...]] = []
 
-    def fake_child_run(fn: Any, budget: float, what: str) -> dict[str, Any]:
+    def fake_child_run(fn: Any, budget: float, what: str, keep: tuple[int, ...] = ()) -> Any:
         seen.append((fn.func.__module__, budget, what))
+        kept.append(keep)
         raise PolicyError("stop here")
 
     monkeypatch.setattr(pipeline.child, "run", fake_child_run)
@@ -618,6 +620,7 @@ def test_forked_workers_is_the_default(
     assert [s[0] for s in seen] == ["upcall.sources.local", "upcall.sources.proxy"]
     assert seen[0][1] == pytest.approx(7.0, abs=0.5) and seen[0][2] == "local credential search"
     assert seen[1][2] == "gssproxy (impersonation)"
+    assert kept[1] == ()  # the proxy worker keeps nothing of the parent's
     assert out.reason is Reason.POLICY
 
 

@@ -56,8 +56,35 @@ def _report(fn: Callable[[], Result]) -> bytes:
     return data[: RESULT_MAX + 1]
 
 
-def _worker(fn: Callable[[], Result], w: int) -> None:
+def isolate(w: int, keep: tuple[int, ...] = ()) -> None:
+    """Worker, first thing after the fork: nothing of the parent's but the result pipe and
+    `keep` (the caller's pidfd). A worker may run the caller's code later (her krb5 plugins):
+    it must not hold the client's connection (to forge a reply past the parent's checks), the
+    daemon's cache channel, its listener, or stdout/stderr (to print into a dry run's output
+    or the daemon's log). 0-2 become /dev/null."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        if fd != null:
+            os.dup2(null, fd, inheritable=False)
+    keep_all = sorted({0, 1, 2, w, *keep})
+    low = 3
+    for fd in keep_all:
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, _fd_limit())
+
+
+def _fd_limit() -> int:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if 0 < soft < 1 << 20 else 1 << 16
+
+
+def _worker(fn: Callable[[], Result], w: int, keep: tuple[int, ...]) -> None:
     try:
+        isolate(w, keep)
         view = memoryview(_report(fn))
         while view:
             view = view[os.write(w, view) :]
@@ -102,14 +129,17 @@ def _read_bounded(r: int, pid: int, deadline: float, what: str) -> bytes:
             raise WorkerProtocolError(f"{what} wrote more than {RESULT_MAX} bytes")
 
 
-def run(fn: Callable[[], Result], deadline: float, what: str) -> Result:
-    """Parent: call fn() in a worker; its "ok" dict, or its error rebuilt as UpcallError.
-    The dict is still untrusted: the caller parses it with the source's strict parser."""
+def run(
+    fn: Callable[[], Result], deadline: float, what: str, keep: tuple[int, ...] = ()
+) -> Result:
+    """Parent: call fn() in a worker (which keeps only its result pipe and the fds in `keep`);
+    its "ok" dict, or its error rebuilt as UpcallError. The dict is still untrusted: the
+    caller parses it with the source's strict parser."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # worker
         os.close(r)
-        _worker(fn, w)
+        _worker(fn, w, keep)
     os.close(w)
     try:
         data = _read_bounded(r, pid, deadline, what)
