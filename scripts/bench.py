@@ -706,10 +706,14 @@ def storm(b: Bench, argvs: list[list[str]], names: tuple[str, ...], is_ok: Calla
     with MemSampler(names) as ms_:
         t0 = time.perf_counter()
         started: dict[int, tuple[int, float]] = {}
+        # Keep every Popen referenced: a collected running Popen is reaped by subprocess's
+        # _cleanup() at the next Popen(), and wait4 here would then wait for it forever.
+        procs: dict[int, subprocess.Popen[bytes]] = {}
         for i, argv in enumerate(argvs):
             p = subprocess.Popen(argv, stdout=outs[i], stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL)  # fmt: skip
             started[p.pid] = (i, time.perf_counter())
+            procs[p.pid] = p
         lat = [0.0] * len(argvs)
         rcs = [0] * len(argvs)
         while started:
@@ -718,7 +722,7 @@ def storm(b: Bench, argvs: list[list[str]], names: tuple[str, ...], is_ok: Calla
                 continue
             i, ts = started.pop(pid)
             lat[i] = time.perf_counter() - ts
-            rcs[i] = os.waitstatus_to_exitcode(status)
+            rcs[i] = procs[pid].returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
     why = []
     for i, f in enumerate(outs):
@@ -895,7 +899,7 @@ def sec_leak(b: Bench, alice_env: dict[str, str], total: int, par: int) -> list[
         row(0, t0)
         fails = 0
         done = 0
-        marks = sorted({10, 100, 1000, total // 2, total})
+        marks = sorted(m for m in {10, 100, 1000, total // 2, total} if 0 < m <= total)
         lock = threading.Lock()
 
         def one(_i: int) -> None:
