@@ -52,8 +52,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gssproxy_conf import plan, schema  # noqa: E402
-from gssproxy_conf.apply import apply  # noqa: E402
+from gssproxy_conf import schema  # noqa: E402
+from gssproxy_conf.install import plan  # noqa: E402
+from gssproxy_conf.install.apply import apply  # noqa: E402
 from tests.lab.samba import SambaLab, can_run_lab, running_lab  # noqa: E402
 from tests.proxy_fixtures import _config  # noqa: E402
 from tests.upcall_driver import _leaf, description  # noqa: E402
@@ -899,6 +900,7 @@ def sec_leak(b: Bench, alice_env: dict[str, str], total: int, par: int) -> list[
         row(0, t0)
         fails = 0
         done = 0
+        why: list[str] = []
         marks = sorted(m for m in {10, 100, 1000, total // 2, total} if 0 < m <= total)
         lock = threading.Lock()
 
@@ -909,6 +911,8 @@ def sec_leak(b: Bench, alice_env: dict[str, str], total: int, par: int) -> list[
                 done += 1
                 if '"via": "daemon"' not in r.stdout or '"outcome": "ok"' not in r.stdout:
                     fails += 1
+                    if len(why) < 3:
+                        why.append(f"rc={r.returncode} {r.stdout[:300]} {r.stderr[-300:]}")
 
         k = 0
         with ThreadPoolExecutor(par) as ex:
@@ -918,6 +922,7 @@ def sec_leak(b: Bench, alice_env: dict[str, str], total: int, par: int) -> list[
                 row(k, t0)
                 print(f"  leak: {k} upcalls, {fails} failed; {load()}", flush=True)
     tab.notes.append(f"failures (not ok or not via daemon): {fails}")
+    tab.notes.extend(f"failure: {w}" for w in why)
     tab.notes.append(f"after: {load()}")
     b.start_daemon()
     return [tab]
