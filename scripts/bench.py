@@ -698,6 +698,7 @@ class Storm:
     peak_procs: int
     peak_used_kib: int
     kdc: dict[str, int]
+    via: dict[str, int] = field(default_factory=dict)
 
 
 def storm(b: Bench, argvs: list[list[str]], names: tuple[str, ...], is_ok: Callable) -> Storm:
@@ -726,14 +727,19 @@ def storm(b: Bench, argvs: list[list[str]], names: tuple[str, ...], is_ok: Calla
             rcs[i] = procs[pid].returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
     why = []
+    via: dict[str, int] = {}
     for i, f in enumerate(outs):
         f.seek(0)
         text = f.read().decode(errors="replace")
         f.close()
         if not is_ok(rcs[i], text):
             why.append(text.strip()[-200:] or f"rc={rcs[i]}")
+        m = re.search(r'"via": "(daemon|in-process)( \(queued)?', text)
+        if m:
+            k = m[1] + (" (queued >= 1 s)" if m[2] else "")
+            via[k] = via.get(k, 0) + 1
     return Storm(wall, lat, len(why), why, ms_.peak_rss_kib, ms_.peak_procs, ms_.peak_used_kib,
-                 kdc_counts(_settled_since(b.lab, off)))  # fmt: skip
+                 kdc_counts(_settled_since(b.lab, off)), via)  # fmt: skip
 
 
 def _ours_ok(rc: int, text: str) -> bool:
@@ -806,6 +812,11 @@ def sec_storm(b: Bench, count: int, deadline_own: float, deadline_imp: float) ->
                         f"S4U2Proxy {k['S4U2Proxy']})",
                         "0 failures, <= 3x total, none past deadline"
                         if side == "cifs-upcall" else "")  # fmt: skip
+                if s.via:
+                    tab.notes.append(
+                        f"{case} {side} served: "
+                        + ", ".join(f"{k} {v}" for k, v in sorted(s.via.items()))
+                    )
                 for w in s.fail_why[:3]:
                     tab.notes.append(f"{case} {side} failure: {w}")
                 print(f"  storm {case} {side}: {s.wall:.2f} s, {s.failures} failures; {load()}",
@@ -1024,11 +1035,17 @@ def _provenance(a: argparse.Namespace) -> str:
         r = subprocess.run(["git", "-C", "/work/main", *args], capture_output=True, text=True)
         return r.stdout.strip()
 
+    probe = subprocess.run(
+        [OURS, "--version"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
+    )
+    launcher = Path(OURS).read_text()
+    paths = re.findall(r"sys\.path\[:0\] = \[([^\]]*)\]", launcher)
     dirty = git("status", "--porcelain", "--untracked-files=no")
     theirs = subprocess.run([THEIRS, "-v"], capture_output=True, text=True)
     return (
         f"# bench {time.strftime('%Y-%m-%d %H:%M:%S')} {load()} ({os.cpu_count()} cpus)\n"
-        f"# cifs-upcall: {OURS} -> /work/main {git('rev-parse', '--short', 'HEAD')}"
+        f"# cifs-upcall: {OURS} ({(probe.stdout or probe.stderr).strip()}), imports from "
+        f"{paths[0] if paths else '?'}; /work/main is {git('rev-parse', '--short', 'HEAD')}"
         f"{' + uncommitted changes' if dirty else ''}; cifs.upcall: "
         f"{(theirs.stdout or theirs.stderr).strip()}\n"
         f"# command: {' '.join(sys.argv)}"
