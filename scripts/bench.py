@@ -575,6 +575,7 @@ def sec_own(b: Bench, alice_env: dict[str, str]) -> list[Table]:
                 return r.secs
 
             a(0), c(0)  # warm-up pair (page cache, first connection), not counted
+            t.notes.append(f"{label}: {sanity(b, desc, 'own')}")
             ta, tb = paired(b.n, a, c)
             pr, rm = ratios(ta, tb)
             t.add(label, ms(med(ta)), ms(med(tb)), f"{pr:.2f}x", f"{rm:.2f}x", kdc_str(ko),
@@ -633,6 +634,7 @@ def sec_imp(b: Bench) -> list[Table]:
         for _ in range(2):
             _check(b.ours(descs[-1], "--policy", str(b.policy)), "daemon")
             _check(b.theirs(descs[-1], "imp"))
+        t.notes.append(sanity(b, descs[-1], "imp"))
 
         def ours(d: str, ks: list) -> float:
             off = lab.kdc_log_offset()
@@ -673,6 +675,20 @@ def sec_imp(b: Bench) -> list[Table]:
     )
     t.notes.append(f"after: {load()}")
     return [t]
+
+
+def sanity(b: Bench, desc: str, callout: str) -> str:
+    """Once per case, outside the timings: both sides really produce a payload (cifs.upcall's
+    is read back from the instantiated key)."""
+    r = b.ours(desc, *(["--policy", str(b.policy)] if callout == "imp" else []),
+               "--payload-out", str(b.work / "sanity.bin"))  # fmt: skip
+    mine = (b.work / "sanity.bin").stat().st_size if r.ok else 0
+    argv = b.theirs_argv(desc, callout)
+    script = 'id=$(keyctl request2 user "$1" "$2" @s) && keyctl pipe "$id" | wc -c'
+    res = subprocess.run(["keyctl", "session", "-", "sh", "-c", script, "sh", argv[6], callout],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    theirs = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else f"failed {res.stderr}"
+    return f"payload bytes: cifs-upcall {mine} (source {r.doc.get('source')}), cifs.upcall {theirs}"
 
 
 def _settled_since(lab: SambaLab, off: int) -> str:
