@@ -15,10 +15,14 @@ import sys
 
 TEMPLATE = """#!{python} -IS
 # cifs-upcall: the helper request-key runs (thin client; see upcall/client.py)
+import os
 import sys
 sys.path[:0] = {paths!r}
 from upcall.client import main
-sys.exit(main())
+code = main()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(code)  # no interpreter teardown: ~3 ms of every upcall, nothing left to clean up
 """
 DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 

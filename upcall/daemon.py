@@ -94,14 +94,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def preload() -> None:
-    """Parent: import all a request can need, once, without calling into GSSAPI."""
-    import gssapi
-    import gssapi.raw  # noqa: F401
+    """Parent: import all a request can need, once, without calling into GSSAPI (gssproxy's
+    interposer reads its environment at libgssapi's first call: that must be each worker's)."""
     import keyutils  # noqa: F401
     import yaml  # noqa: F401
 
+    from . import journal, pipeline, respond  # noqa: F401
+    from .kernel import origin, payload, request  # noqa: F401
+    from .krb5 import profile, spnego  # noqa: F401
     from .policy import file as policy_file  # noqa: F401
-    from .sources import local, proxy  # noqa: F401
+    from .policy import parse as policy_parse  # noqa: F401
+    from .sources import local, proxy, proxy_cache  # noqa: F401
+    from .worker import boundary, child  # noqa: F401
+
+    boundary.preload_host()
 
 
 def _systemd_socket() -> socket.socket | None:
@@ -153,6 +159,10 @@ def main(argv: list[str]) -> int:
     listener.setblocking(False)
     log.emit(syslog.LOG_INFO, log.kv(daemon="listening", socket=a.socket,
                                      max_workers=a.max_workers))  # fmt: skip
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what is loaded now stays shared with every forked handler (no COW churn)
     return serve(listener, a.max_workers, a.exit_after, queue)
 
 

@@ -384,8 +384,11 @@ def caller_route(pid: int, server: str) -> RouteFacts:
     except (OSError, UnicodeError) as e:
         return RouteFacts(pid, server, None, f"{server} does not resolve on the host: {e}",
                           same_netns=same)  # fmt: skip
-    from pyroute2 import NetNS
-
+    try:
+        from pyroute2 import NetNS
+    except ImportError:
+        return RouteFacts(pid, server, str(address), "pyroute2 is not installed (python3-pyroute2)",
+                          same_netns=same)  # fmt: skip
     try:
         ns = NetNS(f"/proc/{pid}/ns/net", flags=0)
     except Exception as e:

@@ -49,6 +49,7 @@ _CODECS = ("utf-8", "ascii", "latin-1", "idna", "utf-16", "utf-32")
 _KRB5_PLUGIN_GLOBS = ("/usr/lib/*/krb5/plugins/preauth/*.so", "/usr/lib/*/krb5/plugins/tls/*.so")
 _STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 _plugins: list[object] = []  # keep the handles: a dlclose would let the caller's copy load
+_plugins_done: list[bool] = []
 
 
 class BoundaryViolation(ImportError):
@@ -62,10 +63,14 @@ class _NoImports:
         raise BoundaryViolation(f"import of {name!r} after entering the caller (boundary)")
 
 
-def preload() -> None:
-    """Worker, host namespaces, still root: load all it can run. Ends with the import guard."""
+def preload_host() -> None:
+    """What the host provides that a worker runs, without a GSSAPI call: modules, codecs, the
+    host's krb5 plugin modules. Idempotent. The warm daemon's parent calls it once (its workers
+    inherit all of it by fork); a worker calls it again (nothing left to do then)."""
+    if _plugins_done:
+        return
     import gssapi
-    import gssapi.raw
+    import gssapi.raw  # noqa: F401
 
     from ..krb5 import gss, spn  # noqa: F401 - loaded for the worker's later steps
 
@@ -73,14 +78,23 @@ def preload() -> None:
         codecs.lookup(name)
     "é".encode("idna")  # also imports stringprep and unicodedata
     json.dumps({"x": [1, "é"]})
-    # The GSS mech glue reads /etc/gss/mech(.d) and loads mechs on first use: do it here.
-    gssapi.raw.indicate_mechs()
     for pattern in _KRB5_PLUGIN_GLOBS:
         for path in sorted(glob.glob(pattern)):
             try:
                 _plugins.append(ffi.dlopen(path, os.RTLD_NOW))
             except OSError:
                 continue  # a broken host plugin is the host's problem, not a reason to fail
+    _plugins_done.append(True)
+
+
+def preload() -> None:
+    """Worker, host namespaces, still root: load all it can run. Ends with the import guard."""
+    import gssapi.raw
+
+    preload_host()
+    # The GSS mech glue reads /etc/gss/mech(.d) and loads mechs on first use: do it here, in
+    # the worker (never in the daemon's parent: the interposer reads its environment then).
+    gssapi.raw.indicate_mechs()
     guard()
 
 

@@ -129,9 +129,7 @@ def _read_bounded(r: int, pid: int, deadline: float, what: str) -> bytes:
             raise WorkerProtocolError(f"{what} wrote more than {RESULT_MAX} bytes")
 
 
-def run(
-    fn: Callable[[], Result], deadline: float, what: str, keep: tuple[int, ...] = ()
-) -> Result:
+def run(fn: Callable[[], Result], deadline: float, what: str, keep: tuple[int, ...] = ()) -> Result:
     """Parent: call fn() in a worker (which keeps only its result pipe and the fds in `keep`);
     its "ok" dict, or its error rebuilt as UpcallError. The dict is still untrusted: the
     caller parses it with the source's strict parser."""
