@@ -11,10 +11,13 @@ scenario() {
         return
     fi
     local json n
-    json=$(journal_since -o json CIFS_UPCALL_REASON=s4u2proxy-refused "CIFS_UPCALL_UID=${UIDOF[dave]}")
+    # the issue's own query (one field); dave's entry among what it returns
+    json=$(journal_since -o json CIFS_UPCALL_REASON=s4u2proxy-refused | grep "\"CIFS_UPCALL_UID\":\"${UIDOF[dave]}\"")
     n=$(printf '%s\n' "$json" | grep -c '^{')
-    equal "journalctl -o json CIFS_UPCALL_REASON=s4u2proxy-refused CIFS_UPCALL_UID=${UIDOF[dave]} returns entries" 1 "$([ "$n" -ge 1 ] && echo 1 || echo 0)"
+    equal "journalctl -o json CIFS_UPCALL_REASON=s4u2proxy-refused returns dave's entry" 1 "$([ "$n" -ge 1 ] && echo 1 || echo 0)"
     info "entries for dave" "$n"
+    info "last cifs-upcall entry (fields)" "$(journal_since -o json -t cifs-upcall | tail -1 | grep -o '"\(CIFS_UPCALL_[A-Z_]*\|MESSAGE_ID\|_TRANSPORT\)":"[^"]\{0,40\}' | tr '\n' ' ')"
+    info "journalctl version" "$(journalctl --version | head -1)"
     if printf '%s' "$json" | grep -q '"_TRANSPORT":"journal"'; then
         pass "sent with journald's native protocol" "$(printf '%s' "$json" | head -1 | grep -o '"CIFS_UPCALL_[A-Z_]*":"[^"]\{0,60\}' | tr '\n' ' ' | cut -c1-300)"
     else
@@ -26,7 +29,7 @@ scenario() {
         fail "MESSAGE_ID of the impersonation-refused class" "$(printf '%s' "$json" | grep -o '"MESSAGE_ID":"[^"]*"' | head -1)"
     fi
     local cat=/usr/lib/systemd/catalog/cifs-upcall.catalog src
-    src=$(/opt/cifs-upcall/bin/python -c 'import upcall, os; print(os.path.join(os.path.dirname(upcall.__file__), "cifs-upcall.catalog"))')
+    src=$(python3 -c 'import upcall, os; print(os.path.join(os.path.dirname(upcall.__file__), "cifs-upcall.catalog"))')
     if [ -f "$src" ] && cp "$src" "$cat" && journalctl --update-catalog; then
         local x
         x=$(journal_since -x CIFS_UPCALL_REASON=s4u2proxy-refused | grep '░░ Subject' | head -1)
