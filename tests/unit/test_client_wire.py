@@ -9,7 +9,7 @@ import socket
 import stat
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +21,6 @@ from upcall.kernel import keyring
 from upcall.kernel.request import Request
 
 DESC = "ver=0x2;host=fs1.lab.test;ip4=192.0.2.10;sec=krb5;uid=0x3e8;creduid=0x3e8"
-
-
-@pytest.fixture(autouse=True)
-def _keep_environment() -> Iterator[None]:
-    """client/cli clear os.environ for a root helper; give the test process its own back."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-@pytest.fixture
-def keyctl(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, object]]:
-    """Fake keyring edge: records instantiate/negate instead of calling the kernel."""
-    calls: list[tuple[str, int, object]] = []
-    monkeypatch.setattr(keyring, "instantiate", lambda s, p: calls.append(("instantiate", s, p)))
-    monkeypatch.setattr(keyring, "negate", lambda s, t: calls.append(("negate", s, t)))
-    return calls
 
 
 # ---- wire --------------------------------------------------------------------------------------

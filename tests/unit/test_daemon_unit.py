@@ -10,7 +10,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,6 @@ from upcall.sources.proxy_cache import CacheKey, ProxyCache
 DESC = "ver=0x2;host=fs1.lab.test;ip4=192.0.2.10;sec=krb5;uid=0x3e8;creduid=0x3e8"
 KERNEL_KEY = f"cifs.spnego;0;0;39010000;{DESC}"
 KEY = CacheKey("alice@LAB.TEST", "fs1.lab.test", "/run/gp.sock")
-
-
-@pytest.fixture(autouse=True)
-def _keep_environment() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture

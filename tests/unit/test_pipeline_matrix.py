@@ -5,7 +5,6 @@ worker's result and the cache hand-over. No fork, no root, no KDC."""
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -560,33 +559,18 @@ def test_caller_of_another_uid_is_not_probed(
 
 
 def test_thread_pid_is_noted_and_the_process_used(
-    use_policy: Callable[[Policy], None], krb5: str
+    use_policy: Callable[[Policy], None], krb5: str, thread_id: int
 ) -> None:
     use_policy(_policy(Mode.LOCAL_ONLY))
-    ready, done = threading.Event(), threading.Event()
-    tid: list[int] = []
-
-    def body() -> None:
-        tid.append(threading.get_native_id())
-        ready.set()
-        done.wait(10)
-
-    t = threading.Thread(target=body)
-    t.start()
-    try:
-        ready.wait(10)
-        req = _req(uid=os.getuid(), extra=f";pid={tid[0]:#x}")
-        out = _run(FakeWorkers(LOCAL=_ok(SourceKind.CCACHE)), krb5, req)
-    finally:
-        done.set()
-        t.join()
+    req = _req(uid=os.getuid(), extra=f";pid={thread_id:#x}")
+    out = _run(FakeWorkers(LOCAL=_ok(SourceKind.CCACHE)), krb5, req)
     assert out.ok
     notes = [t for t in out.trail if t["source"] == "caller"]
     assert notes == [
         Attempt(
             "caller",
             "note",
-            f"pid {tid[0]} is a thread of process {os.getpid()}: using the process",
+            f"pid {thread_id} is a thread of process {os.getpid()}: using the process",
         ).as_dict()
     ]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,24 +31,6 @@ from upcall.policy import file as policy_file
 from upcall.policy.rules import Policy
 from upcall.sources.base import Attempt, SourceKind
 from upcall.sources.spn_attempts import first_token
-
-
-@pytest.fixture
-def thread_id() -> Iterator[int]:
-    ready, done = threading.Event(), threading.Event()
-    tid: list[int] = []
-
-    def body() -> None:
-        tid.append(threading.get_native_id())
-        ready.set()
-        done.wait(10)
-
-    t = threading.Thread(target=body)
-    t.start()
-    ready.wait(10)
-    yield tid[0]
-    done.set()
-    t.join()
 
 
 def _gone_pid() -> int:

@@ -4,9 +4,7 @@ bad-arguments path (exit 2, one line, a short negative key), start-up options, -
 from __future__ import annotations
 
 import json
-import os
 import syslog
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +18,6 @@ from upcall.sources.base import Attempt, SourceKind, SourceToken
 
 DESC = "ver=0x2;host=fs1.lab.test;ip4=192.0.2.10;sec=krb5;uid=0x3e8;creduid=0x3e8;pid=0x99"
 KERNEL_KEY = f"cifs.spnego;0;0;39010000;{DESC}"
-
-
-@pytest.fixture(autouse=True)
-def _keep_environment() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-@pytest.fixture
-def keyctl(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, object]]:
-    calls: list[tuple[str, int, object]] = []
-    monkeypatch.setattr(keyring, "instantiate", lambda s, p: calls.append(("instantiate", s, p)))
-    monkeypatch.setattr(keyring, "negate", lambda s, t: calls.append(("negate", s, t)))
-    return calls
 
 
 def _outcome(req: Request, ok: bool) -> pipeline.Outcome:
