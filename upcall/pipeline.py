@@ -44,7 +44,7 @@ class Options:
     host_krb5_config: str | None = None  # the host's krb5.conf for policy and gssproxy
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
     """What run_upcall found: the token and payload, or the reason; the trail either way."""
 
@@ -264,7 +264,11 @@ def run_upcall(
     start = time.monotonic()
     end = start + opts.deadline
     uid = req.credential_uid(opts.legacy_uid)
-    out = Outcome(ok=False, request=req, uid=uid)
+    trail: list[dict[str, str]] = []
+    token: SourceToken | None = None
+    payload: bytes | None = None
+    failure: UpcallError | None = None
+    cache_update: tuple[CacheKey, bytes, int] | None = None
     caller: CallerInfo | None = None
     try:
         mech = _mech(req.sec)
@@ -274,9 +278,9 @@ def run_upcall(
         ident = resolve(uid, caller.uid if caller else None, caller.gid if caller else None)
         if caller is not None and caller.thread is not None:
             note = f"pid {caller.thread} is a thread of process {caller.pid}: using the process"
-            out.trail.append(Attempt("caller", "note", note).as_dict())
+            trail.append(Attempt("caller", "note", note).as_dict())
         decision = _decide(req, ident, pol, opts.host_krb5_config)
-        out.trail.extend(_policy_trail(decision))
+        trail.extend(_policy_trail(decision))
         errors: dict[Step, UpcallError] = {}
         for step in decision.steps:
             left = end - time.monotonic()
@@ -306,29 +310,33 @@ def run_upcall(
                     lplan = _local_plan(req, uid, opts, caller, ns, ident)
                     what = "local credential search"
                     res = workers.run(step, lplan, left, what)
-                token, trail = _accept(res, step, what)
+                got, steps = _accept(res, step, what)
                 if step.is_proxy and cache is not None:
                     cred = parse_cred(res, what)
-                    out.cache_update = (key, *cred) if cred else None
+                    cache_update = (key, *cred) if cred else None
             except UpcallError as e:
-                out.trail.extend(e.trail)
+                trail.extend(e.trail)
                 nxt = "next source" if step is not decision.steps[-1] else "no source left"
                 detail = f"{e.reason.value}: {e.message}; {nxt}"
-                out.trail.append(Attempt(step.value, "left", detail, e.reason.value).as_dict())
+                trail.append(Attempt(step.value, "left", detail, e.reason.value).as_dict())
                 errors[step] = e
                 continue
-            out.trail.extend(trail)
-            out.token = token
+            trail.extend(steps)
+            token = got
             break
-        if out.token is None:
+        if token is None:
             raise _final_error(errors, decision)
-        blob = neg_token_init(mech, out.token.token)
-        out.payload = SpnegoMsg(req.version, out.token.session_key, blob).pack()
-        out.ok = True
+        blob = neg_token_init(mech, token.token)
+        payload = SpnegoMsg(req.version, token.session_key, blob).pack()
     except UpcallError as e:
-        out.reason, out.message, out.hint = e.reason, e.message, e.hint
+        failure = e
     finally:
         if caller is not None:
             os.close(caller.pidfd)
-    out.seconds = time.monotonic() - start
-    return out
+    seconds = time.monotonic() - start
+    if failure is not None:
+        return Outcome(False, req, uid, failure.reason, failure.message, failure.hint,
+                       token=None, payload=None, trail=trail, seconds=seconds,
+                       cache_update=cache_update)  # fmt: skip
+    return Outcome(True, req, uid, token=token, payload=payload, trail=trail, seconds=seconds,
+                   cache_update=cache_update)  # fmt: skip
