@@ -332,6 +332,11 @@ def run_suite(suite: str, args: argparse.Namespace, debs: Path | None) -> tuple[
     # the benchmark adds ~3-4 min.
     env.setdefault("TIMEOUT", "1500" if args.bench else "900")
     rc = subprocess.call(boot, env=env)
+    if rc == 127:  # the guest kernel panicked (an emulation fault, not our code): once more
+        panic = rundir / "serial.log"
+        panic.rename(rundir / "serial.log.panic")
+        log(f"{suite}: the guest kernel panicked (serial.log.panic); booting once more")
+        rc = subprocess.call(boot, env=env)
     stop.set()
     tail.join()
     t_vm = time.monotonic() - t1
@@ -348,7 +353,7 @@ def run_suite(suite: str, args: argparse.Namespace, debs: Path | None) -> tuple[
     if rc in (124, 125, 126):
         print(
             f"vm/run: {suite}: harness error: boot-vm exit {rc} "
-            "(124 timeout, 125 no result, 126 KVM internal error); "
+            "(124 timeout, 125 no result, 126 KVM internal error, 127 guest kernel panic); "
             f"serial log: {rundir}/serial.log",
             file=sys.stderr,
         )
