@@ -21,7 +21,7 @@ import pytest
 from tests.components.samba import SambaLab
 from tests.components.smb_client import smb_session
 from tests.proxy_fixtures import Rig, proxy_upcall
-from tests.upcall_driver import HELPER, caller, description, dry_run
+from tests.upcall_driver import HELPER, description, own_ticket_upcall
 
 pytestmark = pytest.mark.lab
 
@@ -48,12 +48,8 @@ def daemon(tmp_path: Path) -> Iterator[Path]:
 def test_own_ticket_through_the_daemon_is_accepted_by_smbd(
     samba_lab: SambaLab, tmp_world: Path, daemon: Path
 ) -> None:
-    alice = samba_lab.users["alice"]
     cc = f"FILE:{tmp_world}/cc.alice.d"
-    samba_lab.kinit(alice, cc)
-    with caller(samba_lab, "alice", samba_lab.env(KRB5CCNAME=cc)) as pid:
-        r = dry_run(samba_lab, description(samba_lab, alice.uid, pid), tmp_world,
-                    "--socket", str(daemon))  # fmt: skip
+    r = own_ticket_upcall(samba_lab, "alice", tmp_world, cc, "--socket", str(daemon))
     assert r.ok and r.doc["via"] == "daemon", r.doc
     assert (r.doc["source"], r.doc["principal"]) == ("ccache", "alice@LAB.TEST")
     assert "entered net,mnt" in r.trail_text()
@@ -65,12 +61,9 @@ def test_own_ticket_through_the_daemon_is_accepted_by_smbd(
 def test_without_a_daemon_the_client_works_in_process(
     samba_lab: SambaLab, tmp_world: Path, tmp_path: Path
 ) -> None:
-    alice = samba_lab.users["alice"]
     cc = f"FILE:{tmp_world}/cc.alice.n"
-    samba_lab.kinit(alice, cc)
-    with caller(samba_lab, "alice", samba_lab.env(KRB5CCNAME=cc)) as pid:
-        r = dry_run(samba_lab, description(samba_lab, alice.uid, pid), tmp_world,
-                    "--socket", str(tmp_path / "nothing-here.sock"))  # fmt: skip
+    nowhere = str(tmp_path / "nothing-here.sock")
+    r = own_ticket_upcall(samba_lab, "alice", tmp_world, cc, "--socket", nowhere)
     assert r.ok and str(r.doc["via"]).startswith("in-process (no daemon at "), r.doc
 
 
