@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+from .trail import Attempt
+
 
 class Reason(enum.Enum):
     """Why an upcall failed. Values are the stable strings printed in logs."""
@@ -52,8 +54,8 @@ class UpcallError(Exception):
         self.hint = hint if hint is not None else self.default_hint
         if reason is not None:
             self.reason = reason
-        # Attempts made before the failure (dicts of sources.base.Attempt), for the trail.
-        self.trail: list[dict[str, str]] = []
+        # Attempts made before the failure, for the trail (JSON only at the worker's pipe).
+        self.trail: list[Attempt] = []
 
     def __str__(self) -> str:
         return self.message

@@ -56,7 +56,7 @@ class Outcome:
     hint: str = ""
     token: SourceToken | None = None
     payload: bytes | None = None
-    trail: list[dict[str, str]] = field(default_factory=list)
+    trail: list[Attempt] = field(default_factory=list)
     seconds: float = 0.0
     # a gssproxy credential for the daemon's cache: (key, blob, end in unix seconds)
     cache_update: tuple[CacheKey, bytes, int] | None = None
@@ -144,13 +144,13 @@ def _decide(req: Request, ident: Identity, policy: Policy, krb5_config: str | No
     )
 
 
-def _policy_trail(d: Decision) -> list[dict[str, str]]:
+def _policy_trail(d: Decision) -> list[Attempt]:
     order = " then ".join(s.value for s in d.steps) or "nothing"
     out = [Attempt("policy", "note", f"{d.why}: try {order}")]
     if d.no_proxy:
         reason = Reason.POLICY.value if d.excluded else ""
         out.append(Attempt(d.proxy_step.value, "skipped", d.no_proxy, reason))
-    return [a.as_dict() for a in out]
+    return out
 
 
 def _final_error(errors: dict[Step, UpcallError], d: Decision) -> UpcallError:
@@ -211,9 +211,7 @@ _ALLOWED = {
 }
 
 
-def _accept(
-    res: dict[str, object], step: Step, what: str
-) -> tuple[SourceToken, list[dict[str, str]]]:
+def _accept(res: dict[str, object], step: Step, what: str) -> tuple[SourceToken, list[Attempt]]:
     """Parent: a worker's success, strictly parsed; the step decides what it may claim."""
     from .errors import WorkerProtocolError
 
@@ -221,7 +219,7 @@ def _accept(
     if not {"token", "trail"} <= set(res) <= {"token", "trail"} | extra:
         raise WorkerProtocolError(f"{what} wrote a malformed result")
     token = SourceToken.from_json(res["token"], _ALLOWED[step], what)
-    return token, [a.as_dict() for a in parse_trail(res["trail"], what)]
+    return token, parse_trail(res["trail"], what)
 
 
 class Workers(Protocol):
@@ -264,7 +262,7 @@ def run_upcall(
     start = time.monotonic()
     end = start + opts.deadline
     uid = req.credential_uid(opts.legacy_uid)
-    trail: list[dict[str, str]] = []
+    trail: list[Attempt] = []
     token: SourceToken | None = None
     payload: bytes | None = None
     failure: UpcallError | None = None
@@ -278,7 +276,7 @@ def run_upcall(
         ident = resolve(uid, caller.uid if caller else None, caller.gid if caller else None)
         if caller is not None and caller.thread is not None:
             note = f"pid {caller.thread} is a thread of process {caller.pid}: using the process"
-            trail.append(Attempt("caller", "note", note).as_dict())
+            trail.append(Attempt("caller", "note", note))
         decision = _decide(req, ident, pol, opts.host_krb5_config)
         trail.extend(_policy_trail(decision))
         errors: dict[Step, UpcallError] = {}
@@ -318,7 +316,7 @@ def run_upcall(
                 trail.extend(e.trail)
                 nxt = "next source" if step is not decision.steps[-1] else "no source left"
                 detail = f"{e.reason.value}: {e.message}; {nxt}"
-                trail.append(Attempt(step.value, "left", detail, e.reason.value).as_dict())
+                trail.append(Attempt(step.value, "left", detail, e.reason.value))
                 errors[step] = e
                 continue
             trail.extend(steps)

@@ -102,7 +102,7 @@ def _journal_entry(out: Outcome, serial: int | None, prio: int, line: str) -> by
 
 
 def _outcome_lines(out: Outcome, serial: int | None, via: str) -> list[Line]:
-    lines: list[Line] = [(syslog.LOG_DEBUG, log.kv(**step), b"") for step in out.trail]
+    lines: list[Line] = [(syslog.LOG_DEBUG, log.kv(**a.as_dict()), b"") for a in out.trail]
     prio = syslog.LOG_INFO if out.ok else syslog.LOG_ERR
     text = summary(out, serial, via)
     lines.append((prio, text, _journal_entry(out, serial, prio, text)))
@@ -164,7 +164,7 @@ def _doc(out: Outcome, via: str) -> dict[str, object]:
         "session_key_len": len(out.token.session_key) if out.token else None,
         "payload_len": len(out.payload) if out.payload else None,
         "seconds": round(out.seconds, 4),
-        "trail": out.trail,
+        "trail": [a.as_dict() for a in out.trail],
     }
 
 
@@ -203,7 +203,7 @@ def dry_reply(
     if a.json:
         r.stdout = json.dumps(_doc(out, via)) + "\n"
     else:
-        rows = [f"  {s['source']:<10} {s['outcome']:<7} {s['detail']}" for s in out.trail]
+        rows = [f"  {a.source:<10} {a.outcome:<7} {a.detail}" for a in out.trail]
         r.stdout = "\n".join([*rows, summary(out, None, via)]) + "\n"
     r.exit = 0 if out.ok else 1
     return r, out

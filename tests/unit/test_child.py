@@ -35,13 +35,13 @@ def test_run_returns_the_ok_dict() -> None:
 def test_worker_error_is_rebuilt_with_its_class_and_trail() -> None:
     def fail() -> dict[str, Any]:
         e = CallerGone("caller exited", hint="retry")
-        e.trail = [Attempt("ccache", "failed", "gone", "caller-gone").as_dict()]
+        e.trail = [Attempt("ccache", "failed", "gone", "caller-gone")]
         raise e
 
     with pytest.raises(CallerGone) as ei:
         child.run(fail, 5.0, "w")
     assert ei.value.message == "caller exited" and ei.value.hint == "retry"
-    assert ei.value.trail == [Attempt("ccache", "failed", "gone", "caller-gone").as_dict()]
+    assert ei.value.trail == [Attempt("ccache", "failed", "gone", "caller-gone")]
 
 
 def test_reason_without_own_class_comes_back_as_credential_error() -> None:

@@ -85,7 +85,7 @@ def _proxy_fail() -> CredentialError:
     e = CredentialError(
         "gssproxy socket missing", hint="start gssproxy", reason=Reason.PROXY_UNAVAILABLE
     )
-    e.trail = [Attempt("proxy", "failed", "connect refused", "proxy-unavailable").as_dict()]
+    e.trail = [Attempt("proxy", "failed", "connect refused", "proxy-unavailable")]
     return e
 
 
@@ -153,7 +153,7 @@ def test_mode_failure_matrix(
     )
     out = _run(w, krb5)
     assert [s.name for s in w.steps] == steps
-    assert out.trail[0]["source"] == "policy" and mode.value in out.trail[0]["detail"]
+    assert out.trail[0].source == "policy" and mode.value in out.trail[0].detail
     if out.ok:
         assert out.source == result and out.reason is None
         assert out.principal == PRINCIPAL and out.token is not None
@@ -164,12 +164,12 @@ def test_mode_failure_matrix(
     else:
         assert out.reason is not None and out.reason.value == result
         assert out.payload is None and out.token is None
-    left = [t for t in out.trail if t["outcome"] == "left"]
+    left = [t for t in out.trail if t.outcome == "left"]
     assert len(left) == len(steps) - (1 if out.ok else 0)
     if not out.ok:
-        assert left[-1]["detail"].endswith("; no source left")
+        assert left[-1].detail.endswith("; no source left")
         if len(steps) == 2:
-            assert left[0]["detail"].endswith("; next source")
+            assert left[0].detail.endswith("; next source")
 
 
 def test_proxy_error_wins_and_carries_the_local_reason(
@@ -183,8 +183,8 @@ def test_proxy_error_wins_and_carries_the_local_reason(
         "start gssproxy (own credentials: no-credentials: no tickets in FILE:/tmp/krb5cc_x)"
     )
     # the worker's own trail is kept, before the pipeline's "left" entry
-    failed = [t for t in out.trail if t["outcome"] == "failed"]
-    assert failed == [Attempt("proxy", "failed", "connect refused", "proxy-unavailable").as_dict()]
+    failed = [t for t in out.trail if t.outcome == "failed"]
+    assert failed == [Attempt("proxy", "failed", "connect refused", "proxy-unavailable")]
 
 
 def test_proxy_only_failure_has_no_local_part(
@@ -207,8 +207,8 @@ def test_proxy_only_with_proxy_refused_fails_closed_without_running_anything(
         f"mode proxy-only allows only gssproxy, and uid {UID} is below min_uid {UID + 1}"
     )
     assert "own tickets are not used in proxy-only mode" in out.hint
-    skipped = [t for t in out.trail if t["outcome"] == "skipped"]
-    assert skipped and skipped[0]["reason"] == "policy-denied"
+    skipped = [t for t in out.trail if t.outcome == "skipped"]
+    assert skipped and skipped[0].reason == "policy-denied"
 
 
 def test_excluded_user_turns_local_failure_into_policy_denial(
@@ -260,9 +260,9 @@ def test_no_socket_means_local_failure_as_is(
     out = _run(w, krb5)
     assert w.steps == [Step.LOCAL]
     assert out.reason is Reason.NO_CREDENTIALS and out.hint == "run kinit"
-    skipped = [t for t in out.trail if t["outcome"] == "skipped"]
-    assert skipped[0]["detail"] == "no gssproxy socket is configured"
-    assert skipped[0]["reason"] == ""
+    skipped = [t for t in out.trail if t.outcome == "skipped"]
+    assert skipped[0].detail == "no gssproxy socket is configured"
+    assert skipped[0].reason == ""
 
 
 def test_no_default_realm_keeps_proxy_out(
@@ -354,7 +354,7 @@ def test_rule_matching_on_groups_uses_host_nss(
     use_policy(Policy(rules=(rule,)))
     w = FakeWorkers(LOCAL=_ok(SourceKind.CCACHE))
     out = _run(w, krb5, _req(uid=os.getuid()))
-    assert out.ok and out.trail[0]["detail"].startswith("rule t.yaml:7: local-only")
+    assert out.ok and out.trail[0].detail.startswith("rule t.yaml:7: local-only")
 
 
 # ---- strict acceptance of a worker's result ------------------------------------------------
@@ -378,10 +378,10 @@ def test_local_worker_result_is_checked_strictly(
     out = _run(w, krb5)
     # a misbehaving local worker is passed over; the proxy still serves
     assert out.ok and out.source == "proxy"
-    left = [t for t in out.trail if t["outcome"] == "left"]
-    assert left[0]["source"] == "local" and message in left[0]["detail"]
-    assert left[0]["reason"] == "internal-error"
-    assert all(t["source"] != "ccache" for t in out.trail)
+    left = [t for t in out.trail if t.outcome == "left"]
+    assert left[0].source == "local" and message in left[0].detail
+    assert left[0].reason == "internal-error"
+    assert all(t.source != "ccache" for t in out.trail)
 
 
 def test_malformed_result_alone_is_an_internal_error(
@@ -449,8 +449,8 @@ def test_no_time_left_skips_the_next_source_with_deadline_exceeded(
     assert out.reason is Reason.DEADLINE
     assert out.message == "gssproxy (impersonation) did not finish within 10s"
     assert "(own credentials: deadline-exceeded: no time left for the local source)" in out.hint
-    left = [t for t in out.trail if t["outcome"] == "left"]
-    assert [t["source"] for t in left] == ["proxy", "local"]
+    left = [t for t in out.trail if t.outcome == "left"]
+    assert [t.source for t in left] == ["proxy", "local"]
 
 
 def test_zero_deadline_runs_nothing(use_policy: Callable[[Policy], None], krb5: str) -> None:
@@ -493,7 +493,7 @@ def test_cache_without_offer_and_malformed_offer(
     w = FakeWorkers(PROXY=bad, LOCAL=_ok(SourceKind.CCACHE))
     out = pipeline.run_upcall(_req(), o, cache=ProxyCache(), workers=w)
     assert out.ok and out.source == "ccache" and out.cache_update is None
-    assert any("malformed credential" in t["detail"] for t in out.trail)
+    assert any("malformed credential" in t.detail for t in out.trail)
 
 
 def test_without_cache_credential_fields_are_allowed_but_ignored(
@@ -565,13 +565,13 @@ def test_thread_pid_is_noted_and_the_process_used(
     req = _req(uid=os.getuid(), extra=f";pid={thread_id:#x}")
     out = _run(FakeWorkers(LOCAL=_ok(SourceKind.CCACHE)), krb5, req)
     assert out.ok
-    notes = [t for t in out.trail if t["source"] == "caller"]
+    notes = [t for t in out.trail if t.source == "caller"]
     assert notes == [
         Attempt(
             "caller",
             "note",
             f"pid {thread_id} is a thread of process {os.getpid()}: using the process",
-        ).as_dict()
+        )
     ]
 
 

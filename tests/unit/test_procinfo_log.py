@@ -271,7 +271,7 @@ def test_outcome_logs_trail_and_summary(tmp_path: Path, quiet_log: None) -> None
     log.setup(debug=True, echo=False, log_file=str(f), journal_socket=str(tmp_path / "none"))
     req = parse_description("ver=0x2;host=h1;sec=krb5;uid=0x1;creduid=0x1")
     out = Outcome(False, req, 1, Reason.CALLER_GONE, "gone", "retry")
-    out.trail.append(Attempt("local", "left", "caller-gone: gone", "caller-gone").as_dict())
+    out.trail.append(Attempt("local", "left", "caller-gone: gone", "caller-gone"))
     for prio, line, entry in respond._outcome_lines(out, 9, "in-process"):
         log.emit(prio, line, entry)
     lines = f.read_text().splitlines()

@@ -21,7 +21,7 @@ KERNEL_KEY = f"cifs.spnego;0;0;39010000;{DESC}"
 
 
 def _outcome(req: Request, ok: bool) -> pipeline.Outcome:
-    trail = [Attempt("policy", "note", "defaults: try local").as_dict()]
+    trail = [Attempt("policy", "note", "defaults: try local")]
     if ok:
         tok = SourceToken(
             SourceKind.PROXY, b"tok", bytes(16), 18, "bob@LAB.TEST", "cifs/fs1@LAB.TEST", True

@@ -364,7 +364,7 @@ def dry_run(user: str, server: str, helper_argv: list[str]) -> DryRunFacts:
     return DryRunFacts(
         user, server, uid, out.ok, out.reason.value if out.reason else "", out.message,
         out.hint, out.source, out.principal, out.spn,
-        bool(out.token and out.token.impersonated), out.trail,
+        bool(out.token and out.token.impersonated), [a.as_dict() for a in out.trail],
     )  # fmt: skip
 
 

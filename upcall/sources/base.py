@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import WorkerProtocolError
+from ..trail import Attempt as Attempt  # re-exported: the sources' vocabulary
 
 
 class SourceKind(enum.Enum):
@@ -31,17 +32,6 @@ TOKEN_MAX = 48 * 1024  # a krb5 AP-REQ with a large PAC stays well below (cifs.k
 _KEY_SIZES = (16, 24, 32)  # aes128/rc4, des3, aes256
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,512}")
 _OUTCOMES = {"ok", "failed", "skipped", "note", "left"}
-
-
-@dataclass(frozen=True)
-class Attempt:
-    source: str
-    outcome: str  # "ok", "failed", "skipped", "note", "left"
-    detail: str
-    reason: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 def parse_trail(obj: object, what: str) -> list[Attempt]:

@@ -202,5 +202,5 @@ def run(plan: LocalPlan) -> dict[str, object]:
                 last_error = e  # for a user= mount the keytab's failure says more
         raise last_error or CredentialError("no local credential source applies")
     except UpcallError as e:
-        e.trail = [a.as_dict() for a in trail]
+        e.trail = trail
         raise

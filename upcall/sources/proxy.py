@@ -259,7 +259,7 @@ def run(plan: ProxyPlan) -> dict[str, object]:
             res["cred"], res["cred_expires"] = cred
         return res
     except UpcallError as e:
-        e.trail = [a.as_dict() for a in trail]
+        e.trail = trail
         raise
 
 

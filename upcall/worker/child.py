@@ -43,8 +43,8 @@ def _report(fn: Callable[[], Result]) -> bytes:
         try:
             out: Result = {"ok": fn()}
         except UpcallError as e:
-            out = {"error": {"reason": e.reason.value, "message": _clip(e.message),
-                             "hint": _clip(e.hint)}, "trail": e.trail}  # fmt: skip
+            err = {"reason": e.reason.value, "message": _clip(e.message), "hint": _clip(e.hint)}
+            out = {"error": err, "trail": [a.as_dict() for a in e.trail]}
         except BaseException as e:
             msg = _clip(f"{type(e).__name__}: {e}")
             out = {"error": {"reason": Reason.INTERNAL.value, "message": msg,
@@ -180,5 +180,5 @@ def parse(data: bytes, what: str) -> Result:
     if not isinstance(message, str) or not isinstance(hint, str):
         raise WorkerProtocolError(f"{what} wrote a malformed result")
     exc = rebuild(reason, message[:TEXT_MAX], hint[:TEXT_MAX])
-    exc.trail = [a.as_dict() for a in parse_trail(out.get("trail", []), what)]
+    exc.trail = parse_trail(out.get("trail", []), what)
     raise exc
