@@ -218,17 +218,13 @@ def startup_failure(argv: list[str], reason: str, message: str, hint: str) -> in
         f"error={json.dumps(message)} hint={json.dumps(hint)}"
     )
     print(f"cifs-upcall: {message}", file=sys.stderr)
-    try:
-        from . import journal, log
+    try:  # the responder's refusal line and journald entry, if that much still imports
+        from . import log
+        from .respond import refusal
 
-        line = log.kv(
-            outcome="refused", key=serial, reason=reason, negate_timeout=timeout,
-            error=message, hint=hint,
-        )  # fmt: skip
+        prio, line, entry = refusal(serial, reason, message, hint, negate_timeout=timeout)
         log.setup(debug=False, echo=False, log_file=log_file)
-        entry = journal.entry(syslog.LOG_ERR, line, outcome="refused", reason=reason,
-                              key=serial, error=message, hint=hint)  # fmt: skip
-        log.emit(syslog.LOG_ERR, line, entry)
+        log.emit(prio, line, entry)
     except Exception:
         syslog.openlog("cifs-upcall", syslog.LOG_PID, syslog.LOG_DAEMON)
         syslog.syslog(syslog.LOG_ERR, line)
@@ -275,15 +271,13 @@ def handle_key(serial: int, a: argparse.Namespace, via: str = "in-process") -> i
     from .client import apply
     from .errors import UpcallError
     from .kernel import keyring
-    from .respond import key_reply, refused
-    from .wire import Reply
+    from .respond import key_reply, refused, reply_for
 
     try:
         keyring.assume_authority(serial)
         described = keyring.describe_raw(serial)
     except UpcallError as e:
-        r = Reply()
-        r.negate_timeout, r.log_file = a.negate_timeout, a.log_file
+        r = reply_for(a)
         r.lines.append(refused(e, serial, via))
         return apply(r, serial)
     return apply(key_reply(serial, described, a, None, via)[0], serial)

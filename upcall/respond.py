@@ -38,7 +38,8 @@ def options(a: argparse.Namespace) -> Options:
     )
 
 
-def _reply(a: argparse.Namespace) -> Reply:
+def reply_for(a: argparse.Namespace) -> Reply:
+    """An empty Reply carrying what the command line says about logging and negation."""
     r = Reply()
     r.negate_timeout = a.negate_timeout
     r.log_file = a.log_file
@@ -109,7 +110,7 @@ def _outcome_lines(out: Outcome, serial: int | None, via: str) -> list[Line]:
     return lines
 
 
-def _refusal(serial: int | None, reason: str, error: str, hint: str, **more: object) -> Line:
+def refusal(serial: int | None, reason: str, error: str, hint: str, **more: object) -> Line:
     """One line (and journald entry) for a request refused before the pipeline."""
     from . import journal
 
@@ -121,7 +122,7 @@ def _refusal(serial: int | None, reason: str, error: str, hint: str, **more: obj
 
 def refused(e: UpcallError, serial: int | None, via: str) -> Line:
     """The key, its origin or its description refused."""
-    return _refusal(serial, e.reason.value, e.message, e.hint, via=via)
+    return refusal(serial, e.reason.value, e.message, e.hint, via=via)
 
 
 def key_reply(
@@ -133,7 +134,7 @@ def key_reply(
     from .kernel.request import parse_description
     from .pipeline import run_upcall
 
-    r = _reply(a)
+    r = reply_for(a)
     try:
         info = parse_describe(described)
         check_origin(info)
@@ -177,7 +178,7 @@ def dry_reply(
     from .kernel.request import parse_description
     from .pipeline import run_upcall
 
-    r = _reply(a)
+    r = reply_for(a)
     r.echo = a.debug
     r.payload_out = a.payload_out
     try:
@@ -219,7 +220,7 @@ def bad_arguments(serial: int | None, why: str, argv: list[str]) -> Reply:
     r = Reply()
     r.negate_timeout, r.log_file = startup_options(argv)
     hint = "fix the flags in the request-key line (cifs-upcall --help; cifs-upcall doctor)"
-    r.lines.append(_refusal(serial, Reason.BAD_ARGUMENTS.value, f"bad arguments: {why}", hint,
+    r.lines.append(refusal(serial, Reason.BAD_ARGUMENTS.value, f"bad arguments: {why}", hint,
                             negate_timeout=r.negate_timeout))  # fmt: skip
     r.exit = 2
     return r
