@@ -44,7 +44,7 @@ def gcc(src: str, out: Path, *flags: str) -> Path:
 
 def evil_plugin(out_dir: Path, report_dir: Path, mode: str = "record") -> Path:
     """The krb5 plugin .so; its constructor writes report-* files into report_dir."""
-    code = {"record": 0, "flood": 1, "forge": 2}[mode]
+    code = {"record": 0, "flood": 1, "forge": 2, "fds": 3}[mode]
     return gcc("evil_plugin.c", out_dir / f"evil-{mode}.so", "-shared", "-fPIC",
                f"-DEVIL_MODE={code}", f'-DREPORT_DIR="{report_dir}"')  # fmt: skip
 

@@ -4,6 +4,8 @@
  *   record: write /proc/self/status Cap lines, NoNewPrivs, Seccomp and getresuid/getresgid to a file
  *   flood:  also write 256 MiB into every pipe among fds >= 3 (the child->parent result pipe)
  *   forge:  also write a well-formed forged result JSON into every such pipe, then _exit(0)
+ *   fds:    also list every fd >= 3 it holds (fds-* file) and write a forged daemon reply
+ *           (wire records: stdout with a forged JSON, exit 0) into every socket among them
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -112,10 +114,46 @@ static void forge(void) {
     _exit(0);
 }
 
+static void rec(int fd, char tag, const char *data, unsigned len) {
+    unsigned char h[5] = {(unsigned char)tag, len >> 24, len >> 16, len >> 8, len};
+    if (write(fd, h, 5) < 0 || write(fd, data, len) < 0) { /* next */ }
+}
+
+static void fds(void) {
+    static const char fake[] = "{\"outcome\": \"ok\", \"principal\": \"bob@LAB.TEST\", "
+                               "\"source\": \"proxy\", \"impersonated\": true, \"via\": \"forged\"}\n";
+    char path[512], buf[8192], p[64], l[256];
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    if (!d) return;
+    while ((de = readdir(d))) {
+        int fd = atoi(de->d_name);
+        if (fd < 3) continue;
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        ssize_t m = readlink(p, l, sizeof l - 1);
+        if (m <= 0) continue;
+        l[m] = 0;
+        if (n < sizeof buf - 300) n += snprintf(buf + n, sizeof buf - n, "%d %s\n", fd, l);
+        if (!strncmp(l, "socket:", 7)) {
+            rec(fd, 'O', fake, sizeof fake - 1);
+            rec(fd, 'X', "0", 1);
+        }
+    }
+    closedir(d);
+    snprintf(path, sizeof path, REPORT_DIR "/fds-%d-%ld", (int)getpid(), (long)time(NULL));
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (out >= 0) {
+        if (write(out, buf, n) < 0) { /* nothing to do */ }
+        close(out);
+    }
+}
+
 __attribute__((constructor)) static void evil_init(void) {
     record();
     if (EVIL_MODE == 1) flood();
     if (EVIL_MODE == 2) forge();
+    if (EVIL_MODE == 3) fds();
 }
 
 /* krb5 looks these up after dlopen; refusing the version makes it skip the module quietly. */

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import secrets
 import shlex
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,48 @@ def test_fake_proc_in_callers_namespace_does_not_fool_the_drop_check(
         r = A.dry_run(samba_lab, A.description(samba_lab, alice.uid, c.pid), tmp_world)
     A.assert_clean_end(r)
     _check_plugin_reports(reports_dir, r)
+
+
+def test_worker_in_the_daemon_holds_no_channel_past_the_parent(
+    samba_lab: SambaLab, tmp_world: Path, cbin: Path, reports_dir: Path, tmp_path: Path
+) -> None:
+    """ATTACK: through the warm daemon, code in the local worker (the plugin in fds mode) lists
+    every fd it holds and writes a forged daemon reply (a forged JSON for stdout, exit 0) into
+    every socket among them: the handler's connection to the client would take it past every
+    check the parent makes. Secure: the worker holds no socket and nothing beyond its result
+    pipe; the client prints exactly the real, daemon-made result."""
+    alice = samba_lab.users["alice"]
+    fd_dir = A.world_dir(tmp_world, "fds-reports")
+    so = A.evil_plugin(cbin, fd_dir, "fds")
+    conf = _conf(samba_lab, tmp_world, so)
+    cc = f"FILE:/tmp/cc-alice-{secrets.token_hex(4)}"
+    env = samba_lab.env(KRB5CCNAME=cc, PW=alice.password)
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    sock = run / "upcall.sock"
+    daemon = subprocess.Popen([A.HELPER, "serve", "--socket", str(sock)])
+    try:
+        for _ in range(200):
+            if sock.exists():
+                break
+            assert daemon.poll() is None, "daemon exited"
+            time.sleep(0.05)
+        assert sock.exists(), "daemon never listened"
+        with A.hostile_caller(samba_lab, "alice", env, _user_ns_argv(conf, cc)) as c:
+            for p in fd_dir.glob("fds-*"):
+                p.unlink()
+            desc = A.description(samba_lab, alice.uid, c.pid)
+            r = A.dry_run(samba_lab, desc, tmp_world, "--socket", str(sock))
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+    listings = [p.read_text() for p in fd_dir.glob("fds-*")]
+    assert listings, f"fds plugin never loaded in the worker:\n{r.text()}"
+    for text in listings:
+        print("worker fds:", text.replace("\n", "; "))
+        held = [ln.split(" ", 1)[1] for ln in text.splitlines() if ln.strip()]
+        assert not [h for h in held if h.startswith("socket:")], held
+        assert len([h for h in held if h.startswith("pipe:")]) <= 1, held  # its result pipe
+    doc = A.assert_clean_end(r)
+    assert r.stdout.count("{") == r.stdout.count("}") and len(r.stdout.splitlines()) == 1, r.stdout
+    assert doc["via"] == "daemon" and doc["principal"] != "bob@LAB.TEST", r.text()
