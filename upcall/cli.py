@@ -146,9 +146,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_built: argparse.ArgumentParser | None = None
+
+
+def parser() -> argparse.ArgumentParser:
+    """The one parser, built once per process: building it costs ~1 ms (argparse asks the
+    terminal for its width per argument), which the daemon pays once in its parent."""
+    global _built
+    if _built is None:
+        _built = _parser()
+    return _built
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the helper's arguments; raises ArgumentError instead of exiting."""
-    return _parser().parse_args(argv)
+    return parser().parse_args(argv)
 
 
 def argument_errors(argv: list[str]) -> str | None:
@@ -169,11 +181,16 @@ def in_process(mode: str, serial: int, argv: list[str], via: str) -> int:
         a = parse_args(argv)
     except ArgumentError as e:
         return _bad_arguments(serial if mode == "key" else None, str(e), argv)
-    if mode == "dry":
-        from .respond import dry_reply
+    from .worker import child
 
-        return apply(dry_reply(a.dry_run, a, None, via)[0], None)
-    return handle_key(serial, a, via)
+    try:
+        if mode == "dry":
+            from .respond import dry_reply
+
+            return apply(dry_reply(a.dry_run, a, None, via)[0], None)
+        return handle_key(serial, a, via)
+    finally:
+        child.finish()
 
 
 def _bad_arguments(serial: int | None, why: str, argv: list[str]) -> int:
@@ -198,7 +215,7 @@ def startup_options(argv: list[str]) -> tuple[int, str | None]:
     """--negate-timeout (else the default) and --log-file of an argv that did not parse, as far
     as they parse on their own."""
     try:
-        known, _ = _parser().parse_known_args(argv)
+        known, _ = parser().parse_known_args(argv)
     except (ArgumentError, SystemExit):
         return DEFAULT_NEGATE_TIMEOUT, None
     t = known.negate_timeout

@@ -30,11 +30,13 @@ import syslog
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from . import log, wire
 from .client import DEFAULT_SOCKET, clean_environment
+from .pipeline import Workers
 from .policy.file import DEFAULT_PATH as DEFAULT_POLICY
-from .sources.proxy_cache import CRED_MAX, CacheKey, ProxyCache
+from .sources.proxy_cache import CRED_MAX, CacheKey, CredCache, ProxyCache
 
 LISTEN_FD = 3  # systemd socket activation: the first passed fd
 READ_TIMEOUT = 2.0  # for the client's request to arrive once connected
@@ -46,19 +48,110 @@ QUEUE_MAX = 1024
 @dataclass
 class Pending:
     conn: socket.socket
-    accepted: float
+    accepted: float  # time.monotonic() (CLOCK_MONOTONIC: the same in every process)
+
+
+UPDATE_MAX = CRED_MAX + 4096  # one message on a handler's channel, bounded
 
 
 @dataclass
 class CacheState:
     """Parent: gssproxy credentials of earlier upcalls (root-only memory, never persisted),
-    valid for the policy file they were made under (`sig`); a changed policy empties it."""
+    valid for the policy file they were made under (`sig`); a changed policy empties it.
+    The one owner of that rule: handlers reach it through ChannelLink, tests directly."""
 
     cache: ProxyCache
     sig: str = ""
 
+    def view(self, sig: str) -> CredCache:
+        """What a request made under policy `sig` may use: nothing made under another."""
+        return self.cache if sig == self.sig else ProxyCache()
 
-UPDATE_MAX = CRED_MAX + 4096  # one handler's cache update, bounded like everything it sends
+    def put(self, sig: str, key: CacheKey, blob: bytes, expires: int) -> None:
+        if sig != self.sig:
+            self.cache.clear()  # the policy changed: nothing made under the old one is kept
+            self.sig = sig
+        self.cache.put(key, blob, expires)
+
+
+class CacheLink(Protocol):
+    """Handler: the daemon's cache as a handler sees it (CacheState, or ChannelLink)."""
+
+    def view(self, sig: str) -> CredCache: ...
+
+    def put(self, sig: str, key: CacheKey, blob: bytes, expires: int) -> None: ...
+
+
+def _key_records(sig: str, key: CacheKey) -> bytes:
+    return b"".join(wire.record(t, v.encode()) for t, v in (
+        (b"s", sig), (b"p", key.principal), (b"h", key.host), (b"k", key.socket)))  # fmt: skip
+
+
+LOOKUP_TIMEOUT = 0.5  # seconds for the parent to answer a cache lookup (it only looks up)
+
+
+class ChannelLink:
+    """Handler: the parent's CacheState over this handler's SEQPACKET channel. One message a
+    question: `g` (lookup) answered by `b` (the blob, maybe empty); `u` (update), unanswered.
+    A parent that does not answer in time is a miss, never a wait."""
+
+    def __init__(self, chan: socket.socket) -> None:
+        self.chan = chan
+
+    def view(self, sig: str) -> CredCache:
+        return _ChannelView(self, sig)
+
+    def lookup(self, sig: str, key: CacheKey) -> bytes | None:
+        try:
+            self.chan.settimeout(LOOKUP_TIMEOUT)
+            self.chan.send(wire.record(b"g", b"") + _key_records(sig, key))
+            data = self.chan.recv(UPDATE_MAX)
+            recs, rest = wire.records(data, UPDATE_MAX)
+        except (OSError, ValueError):
+            return None
+        if rest or len(recs) != 1 or recs[0][0] != b"b":
+            return None
+        return recs[0][1] or None
+
+    def put(self, sig: str, key: CacheKey, blob: bytes, expires: int) -> None:
+        msg = wire.record(b"u", b"") + _key_records(sig, key)
+        msg += wire.record(b"b", blob) + wire.record(b"e", b"%d" % expires)
+        if len(msg) <= UPDATE_MAX:
+            with contextlib.suppress(OSError):
+                self.chan.send(msg)
+
+
+@dataclass(frozen=True)
+class _ChannelView:
+    link: ChannelLink
+    sig: str
+
+    def get(self, key: CacheKey) -> bytes | None:
+        return self.link.lookup(self.sig, key)
+
+
+def on_message(data: bytes, state: CacheState) -> bytes | None:
+    """Parent: one message from a handler's channel; the answer to send back, if any.
+    Malformed messages are dropped (a lookup gets an empty answer)."""
+    try:
+        recs, rest = wire.records(data, UPDATE_MAX)
+        op = recs[0][0] if recs else b""
+        f = dict(recs[1:])
+        if rest:
+            raise ValueError("truncated")
+        sig = f[b"s"].decode()
+        key = CacheKey(f[b"p"].decode(), f[b"h"].decode(), f[b"k"].decode())
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return wire.record(b"b", b"") if data[:1] == b"g" else None
+    if op == b"g":
+        return wire.record(b"b", state.view(sig).get(key) or b"")
+    if op == b"u":
+        try:
+            blob, expires = f[b"b"], int(f[b"e"])
+        except (KeyError, ValueError):
+            return None
+        state.put(sig, key, blob, expires)
+    return None
 
 
 def policy_sig(path: str | None) -> str:
@@ -96,10 +189,13 @@ def _parser() -> argparse.ArgumentParser:
 def preload() -> None:
     """Parent: import all a request can need, once, without calling into GSSAPI (gssproxy's
     interposer reads its environment at libgssapi's first call: that must be each worker's)."""
+    import pickle  # noqa: F401
+
     import keyutils  # noqa: F401
     import yaml  # noqa: F401
 
     from . import journal, pipeline, respond  # noqa: F401
+    from .cli import parser
     from .kernel import origin, payload, request  # noqa: F401
     from .krb5 import profile, spnego  # noqa: F401
     from .policy import file as policy_file  # noqa: F401
@@ -107,6 +203,7 @@ def preload() -> None:
     from .sources import local, proxy, proxy_cache  # noqa: F401
     from .worker import boundary, child  # noqa: F401
 
+    parser()  # built once here, not in every handler
     boundary.preload_host()
 
 
@@ -166,41 +263,95 @@ def main(argv: list[str]) -> int:
     return serve(listener, a.max_workers, a.exit_after, queue)
 
 
+@dataclass
+class Handler:
+    """Parent: a forked handler and the parent's end of its channel. Forked before it has a
+    request (a spare), so that the fork and its prepared local worker are off the request's
+    path; given one connection (SCM_RIGHTS), it serves that and exits."""
+
+    pid: int
+    chan: socket.socket
+
+
 def serve(
     listener: socket.socket,
     max_workers: int,
     exit_after: int = 0,
     queue: deque[Pending] | None = None,
 ) -> int:
-    """Parent loop: accept (uid 0 only), acknowledge, queue, fork up to max_workers."""
+    """Parent loop: accept (uid 0 only), acknowledge, queue, hand each request to a handler
+    (up to max_workers at once; one spare handler waits, forked ahead), answer the handlers'
+    cache lookups and keep their updates."""
     queue = queue if queue is not None else deque()
-    active: set[int] = set()
-    updates: dict[int, bytearray] = {}  # a handler's pipe -> what it sent so far
+    active: dict[int, Handler] = {}  # pid -> handler serving a request
+    chans: dict[int, Handler] = {}  # channel fd -> handler, while its channel is open
     state = CacheState(ProxyCache())
+    spare: Handler | None = None
     served = 0
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     while not exit_after or served < exit_after or active or queue:
         _reap(active)
         while queue and len(active) < max_workers:
             p = queue.popleft()
-            pid, fd = _fork_handler(listener, p, state, list(updates))
-            active.add(pid)
-            updates[fd] = bytearray()
+            h, spare = spare or _fork_handler(listener, chans), None
+            if _hand_over(h, p):
+                active[h.pid] = h
+                chans[h.chan.fileno()] = h
+                served += 1
+            else:  # the spare died: serve this one with a fresh handler
+                _discard(h, active)
+                queue.appendleft(p)
             p.conn.close()
-            served += 1
-        accepting = not exit_after or served + len(queue) < exit_after
+        wanted = not exit_after or served + len(queue) < exit_after
+        if spare is None and wanted:
+            spare = _fork_handler(listener, chans)
         lfd = listener.fileno()
-        wait = [lfd] if accepting else []
-        ready, _, _ = select.select([*wait, *updates], [], [], 0.05 if active else 1.0)
+        wait = [lfd] if wanted else []
+        ready, _, _ = select.select([*wait, *chans], [], [], 0.05 if active else 1.0)
         for fd in ready:
             if fd != lfd:
-                _read_update(fd, updates, state)
+                _on_channel(chans, fd, state)
         if lfd in ready:
             _accept(listener, queue)
+    if spare is not None:
+        _discard(spare, active)
     while active:
         _reap(active)
         time.sleep(0.01)
     return 0
+
+
+def _hand_over(h: Handler, p: Pending) -> bool:
+    """Parent: the connection and when it was accepted, to handler `h`."""
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", p.conn.fileno()))]
+    try:
+        h.chan.sendmsg([struct.pack("d", p.accepted)], anc)
+    except OSError:
+        return False
+    return True
+
+
+def _discard(h: Handler, active: dict[int, Handler]) -> None:
+    """Parent: let a handler that has no request go (EOF makes it exit); _reap collects it."""
+    h.chan.close()
+    active[h.pid] = h
+
+
+def _on_channel(chans: dict[int, Handler], fd: int, state: CacheState) -> None:
+    """Parent: one message from a handler (a lookup answered at once, or an update)."""
+    h = chans[fd]
+    try:
+        data = h.chan.recv(UPDATE_MAX + 1)
+    except OSError:
+        data = b""
+    if not data:
+        del chans[fd]
+        h.chan.close()
+        return
+    answer = on_message(data, state) if len(data) <= UPDATE_MAX else None
+    if answer is not None:
+        with contextlib.suppress(OSError):
+            h.chan.send(answer)
 
 
 def _accept(listener: socket.socket, queue: deque[Pending]) -> bool:
@@ -222,63 +373,60 @@ def _accept(listener: socket.socket, queue: deque[Pending]) -> bool:
     return True
 
 
-def _reap(active: set[int]) -> None:
+def _reap(active: dict[int, Handler]) -> None:
     for pid in list(active):
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             done = pid
         if done:
-            active.discard(pid)
+            del active[pid]
 
 
-def _read_update(fd: int, updates: dict[int, bytearray], state: CacheState) -> None:
-    """Parent: a handler's cache update, complete at EOF; bounded, checked, then kept."""
-    chunk = os.read(fd, 65536)
-    buf = updates[fd]
-    buf += chunk
-    if chunk and len(buf) <= UPDATE_MAX:
-        return
-    os.close(fd)
-    del updates[fd]
-    if chunk or not buf:
-        return  # oversized (dropped) or nothing to keep
-    try:
-        recs, rest = wire.records(bytes(buf), UPDATE_MAX)
-        f = dict(recs)
-        if rest:
-            return
-        sig = f[b"s"].decode()
-        key = CacheKey(f[b"p"].decode(), f[b"h"].decode(), f[b"k"].decode())
-        blob, expires = f[b"b"], int(f[b"e"])
-    except (KeyError, ValueError, UnicodeDecodeError):
-        return
-    if sig != state.sig:
-        state.cache.clear()  # the policy changed: nothing made under the old one is kept
-        state.sig = sig
-    state.cache.put(key, blob, expires)
-
-
-def _fork_handler(
-    listener: socket.socket, p: Pending, state: CacheState, parent_fds: list[int]
-) -> tuple[int, int]:
-    r, w = os.pipe2(os.O_CLOEXEC)
+def _fork_handler(listener: socket.socket, chans: dict[int, Handler]) -> Handler:
+    """Parent: a handler waiting for its connection, with its local worker already forked."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid:
-        os.close(w)
-        return pid, r
+        theirs.close()
+        return Handler(pid, ours)
     code = 1
     try:
-        os.close(r)
-        for fd in parent_fds:
-            os.close(fd)
+        ours.close()
+        for h in chans.values():
+            h.chan.close()
         listener.close()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        code = handle(p, state, w)
+        code = _handler_main(theirs)
     except BaseException:
         code = 1
     finally:
         os._exit(code)
+
+
+def _handler_main(chan: socket.socket) -> int:
+    """Handler: prepare the local worker, wait for the connection, serve it."""
+    from .pipeline import PreparedWorkers
+
+    workers = PreparedWorkers()
+    try:
+        data, anc, _flags, _ = chan.recvmsg(64, socket.CMSG_SPACE(4))
+        fds = _fds(anc)
+        if len(data) != 8 or len(fds) != 1:
+            return 0  # the parent let us go (EOF) or is not making sense
+        (accepted,) = struct.unpack("d", data)
+        conn = socket.socket(fileno=fds[0])
+        return handle(Pending(conn, accepted), ChannelLink(chan), workers)
+    finally:
+        workers.close()
+
+
+def _fds(anc: list[tuple[int, int, bytes]]) -> list[int]:
+    out: list[int] = []
+    for level, kind, payload in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            out.extend(struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]))
+    return out
 
 
 def _read_request(conn: socket.socket) -> tuple[list[tuple[bytes, bytes]], int | None]:
@@ -287,9 +435,7 @@ def _read_request(conn: socket.socket) -> tuple[list[tuple[bytes, bytes]], int |
     buf, fds = b"", list[int]()
     while True:
         data, anc, _flags, _ = conn.recvmsg(wire.REQUEST_MAX, socket.CMSG_SPACE(4))
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.extend(struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]))
+        fds.extend(_fds(anc))
         if not data:
             break
         buf += data
@@ -303,11 +449,12 @@ def _read_request(conn: socket.socket) -> tuple[list[tuple[bytes, bytes]], int |
     return recs, (fds[0] if fds else None)
 
 
-def handle(p: Pending, state: CacheState | None = None, updates: int = -1) -> int:
-    """Handler (forked per request): parse, respond exactly as in-process, reply; a new
-    gssproxy credential goes to the parent's cache over `updates`."""
+def handle(p: Pending, link: CacheLink | None = None, workers: Workers | None = None) -> int:
+    """Handler: parse, respond exactly as in-process, reply; a new gssproxy credential goes
+    to the daemon's cache through `link`."""
     from . import respond
     from .cli import ArgumentError, parse_args
+    from .worker import child
 
     recs, pidfd = _read_request(p.conn)
     fields: dict[bytes, bytes] = {}
@@ -326,6 +473,7 @@ def handle(p: Pending, state: CacheState | None = None, updates: int = -1) -> in
         a = parse_args(argv)
     except ArgumentError as e:
         p.conn.sendall(respond.bad_arguments(serial or None, str(e), argv).encode())
+        p.conn.close()
         return 0
     waited = time.monotonic() - p.accepted
     a.deadline = max(0.0, a.deadline - waited)  # time spent queued counts
@@ -333,20 +481,18 @@ def handle(p: Pending, state: CacheState | None = None, updates: int = -1) -> in
     resource.setrlimit(resource.RLIMIT_AS, (HANDLER_AS_MAX, HANDLER_AS_MAX))
     via = "daemon" if waited < 1 else f"daemon (queued {waited:.1f} s)"
     sig = policy_sig(a.policy)
-    cache = state.cache if state is not None and state.sig == sig else ProxyCache()
+    cache = link.view(sig) if link is not None else None
     if mode == "key":
-        reply, out = respond.key_reply(serial, text, a, pidfd, via, cache=cache)
+        reply, out = respond.key_reply(serial, text, a, pidfd, via, cache=cache, workers=workers)
     elif mode == "dry":
-        reply, out = respond.dry_reply(text, a, pidfd, via, cache=cache)
+        reply, out = respond.dry_reply(text, a, pidfd, via, cache=cache, workers=workers)
     else:
         raise ValueError(f"unknown mode {mode!r}")
     p.conn.sendall(reply.encode())
-    if out is not None and out.cache_update is not None and updates >= 0:
-        key, blob, expires = out.cache_update
-        msg = b"".join(wire.record(t, v) for t, v in (
-            (b"s", sig.encode()), (b"p", key.principal.encode()), (b"h", key.host.encode()),
-            (b"k", key.socket.encode()), (b"b", blob), (b"e", b"%d" % expires)))  # fmt: skip
-        os.write(updates, msg[: UPDATE_MAX + 1])
+    p.conn.close()  # the client reads to EOF: give it now, not after this process's teardown
+    if out is not None and out.cache_update is not None and link is not None:
+        link.put(sig, *out.cache_update)
+    child.finish()
     return 0
 
 

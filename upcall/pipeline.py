@@ -21,7 +21,7 @@ from .kernel.request import Request, SecType
 from .krb5.spnego import MechOID, neg_token_init
 from .policy.rules import Decision, Policy, ProxyKind, ServerFacts, Step, UserFacts, decide
 from .sources.base import Attempt, SourceKind, SourceToken, parse_trail
-from .sources.proxy_cache import CacheKey, ProxyCache, parse_cred
+from .sources.proxy_cache import CacheKey, CredCache, parse_cred
 from .worker import child
 
 if TYPE_CHECKING:
@@ -241,12 +241,36 @@ class ForkedWorkers:
         return child.run(partial(local.run, plan), budget, what, keep)
 
 
+class PreparedWorkers(ForkedWorkers):
+    """The daemon handler's: the first local step runs in a worker forked (and prepared:
+    preload, mech glue) before the request arrived (child.Ready); everything else forks as
+    ForkedWorkers does. close() lets an unused one go."""
+
+    def __init__(self) -> None:
+        from .sources import local
+
+        self._ready: child.Ready | None = child.Ready(local.prepare)
+
+    def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
+        from .sources import local
+
+        if self._ready is not None and isinstance(plan, local.LocalPlan):
+            ready, self._ready = self._ready, None
+            return ready.run(local.run, plan, budget, what)
+        return super().run(step, plan, budget, what)
+
+    def close(self) -> None:
+        if self._ready is not None:
+            self._ready.close()
+            self._ready = None
+
+
 def run_upcall(
     req: Request,
     opts: Options,
     *,
     pidfd: int | None = None,
-    cache: ProxyCache | None = None,
+    cache: CredCache | None = None,
     workers: Workers | None = None,
 ) -> Outcome:
     """Parent: the whole credential search for one request (no keyring). Never raises an

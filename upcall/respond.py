@@ -18,8 +18,8 @@ from .errors import UpcallError
 from .wire import Reply
 
 if TYPE_CHECKING:
-    from .pipeline import Options, Outcome
-    from .sources.proxy_cache import ProxyCache
+    from .pipeline import Options, Outcome, Workers
+    from .sources.proxy_cache import CredCache
 
 
 def options(a: argparse.Namespace) -> Options:
@@ -127,7 +127,7 @@ def refused(e: UpcallError, serial: int | None, via: str) -> Line:
 
 def key_reply(
     serial: int, described: str, a: argparse.Namespace, pidfd: int | None, via: str,
-    cache: ProxyCache | None = None,
+    cache: CredCache | None = None, workers: Workers | None = None,
 ) -> tuple[Reply, Outcome | None]:  # fmt: skip
     """A kernel key: `described` is keyctl_describe's `type;uid;gid;perm;description`."""
     from .kernel.origin import check_origin, parse_describe
@@ -142,7 +142,7 @@ def key_reply(
     except UpcallError as e:
         r.lines.append(refused(e, serial, via))
         return r, None
-    out = run_upcall(req, options(a), pidfd=pidfd, cache=cache)
+    out = run_upcall(req, options(a), pidfd=pidfd, cache=cache, workers=workers)
     r.lines.extend(_outcome_lines(out, serial, via))
     if out.ok:
         r.payload, r.exit = out.payload, 0
@@ -171,7 +171,7 @@ def _doc(out: Outcome, via: str) -> dict[str, object]:
 
 def dry_reply(
     text: str, a: argparse.Namespace, pidfd: int | None, via: str,
-    cache: ProxyCache | None = None,
+    cache: CredCache | None = None, workers: Workers | None = None,
 ) -> tuple[Reply, Outcome | None]:  # fmt: skip
     """--dry-run DESCRIPTION (or a whole describe string): everything but the keyring."""
     from .kernel.origin import check_origin, parse_describe
@@ -198,7 +198,7 @@ def dry_reply(
             json.dumps(doc) if a.json else f"refused: {e.reason.value}: {e.message} ({e.hint})"
         ) + "\n"
         return r, None
-    out = run_upcall(req, options(a), pidfd=pidfd, cache=cache)
+    out = run_upcall(req, options(a), pidfd=pidfd, cache=cache, workers=workers)
     r.lines.extend(_outcome_lines(out, None, via))
     r.payload = out.payload
     if a.json:

@@ -173,8 +173,7 @@ def test_worker_writes_the_report_and_exits(monkeypatch: pytest.MonkeyPatch) -> 
         with pytest.raises(Exited):
             child._worker(_ok, w, (7,))
         assert isolated == [(w, (7,))]
-        os.close(w)
-        data = os.read(r, 1 << 20)
+        data = os.read(r, 1 << 20)  # the worker closed its end itself: EOF after the report
     finally:
         os.close(r)
     assert codes == [0]

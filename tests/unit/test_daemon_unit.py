@@ -97,33 +97,31 @@ def _update(sig: str = "S", **over: bytes) -> bytes:
         b"e": b"%d" % (time.time() + 7200),
     }
     fields.update({k.encode(): v for k, v in over.items()})
-    return b"".join(wire.record(t, v) for t, v in fields.items())
+    return wire.record(b"u", b"") + b"".join(wire.record(t, v) for t, v in fields.items())
 
 
-def _feed(data: bytes, state: daemon.CacheState) -> dict[int, bytearray]:
-    r, w = os.pipe()
-    os.write(w, data)
-    os.close(w)
-    updates = {r: bytearray()}
-    for _ in range(3):
-        if r not in updates:
-            break
-        daemon._read_update(r, updates, state)
-    assert r not in updates  # closed and forgotten at EOF
-    return updates
+def _lookup(sig: str = "S") -> bytes:
+    return wire.record(b"g", b"") + b"".join(
+        wire.record(t, v.encode())
+        for t, v in ((b"s", sig), (b"p", KEY.principal), (b"h", KEY.host), (b"k", KEY.socket))
+    )
 
 
-def test_read_update_keeps_a_well_formed_credential() -> None:
+def test_an_update_keeps_a_well_formed_credential_and_a_lookup_finds_it() -> None:
     state = daemon.CacheState(ProxyCache(), sig="S")
-    _feed(_update(), state)
+    assert daemon.on_message(_update(), state) is None  # updates are not answered
     assert state.cache.get(KEY) == b"blob" and state.sig == "S"
+    assert daemon.on_message(_lookup(), state) == wire.record(b"b", b"blob")
+    # made under another policy: a miss, and the cache stays
+    assert daemon.on_message(_lookup("other"), state) == wire.record(b"b", b"")
+    assert state.cache.get(KEY) == b"blob"
 
 
-def test_read_update_with_a_new_policy_sig_clears_the_cache() -> None:
+def test_an_update_with_a_new_policy_sig_clears_the_cache() -> None:
     state = daemon.CacheState(ProxyCache(), sig="old")
     other = CacheKey("bob@LAB.TEST", "fs2", "/run/gp.sock")
     assert state.cache.put(other, b"x", int(time.time()) + 7200)
-    _feed(_update("new"), state)
+    daemon.on_message(_update("new"), state)
     assert state.sig == "new" and state.cache.get(other) is None
     assert state.cache.get(KEY) == b"blob"
 
@@ -136,13 +134,51 @@ def test_read_update_with_a_new_policy_sig_clears_the_cache() -> None:
         _update(e=b"soon"),  # not a number
         _update(p=b"\xff"),  # not UTF-8
         _update().replace(wire.record(b"s", b"S"), b""),  # a field missing
-        wire.record(b"b", b"x" * daemon.UPDATE_MAX),  # oversized
+        _update()[5:],  # no operation
     ],
+    ids=["empty", "truncated", "bad-expiry", "not-utf8", "no-sig", "no-op"],
 )
-def test_read_update_drops_anything_else(data: bytes) -> None:
+def test_malformed_messages_change_nothing(data: bytes) -> None:
     state = daemon.CacheState(ProxyCache(), sig="S")
-    _feed(data, state)
+    assert daemon.on_message(data, state) is None
     assert len(state.cache) == 0 and state.sig == "S"
+
+
+def test_a_malformed_lookup_gets_a_miss() -> None:
+    state = daemon.CacheState(ProxyCache(), sig="S")
+    daemon.on_message(_update(), state)
+    assert daemon.on_message(_lookup()[:-2], state) == wire.record(b"b", b"")
+
+
+def test_channel_link_asks_the_parent_and_bounds_the_wait() -> None:
+    """The handler's side against a parent loop's on_message, over a real SEQPACKET pair."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    state = daemon.CacheState(ProxyCache(), sig="S")
+
+    def parent() -> None:
+        while data := theirs.recv(daemon.UPDATE_MAX):
+            answer = daemon.on_message(data, state)
+            if answer is not None:
+                theirs.send(answer)
+
+    t = threading.Thread(target=parent)
+    t.start()
+    link = daemon.ChannelLink(ours)
+    try:
+        assert link.view("S").get(KEY) is None
+        link.put("S", KEY, b"blob", int(time.time()) + 7200)
+        assert link.view("S").get(KEY) == b"blob"
+        assert link.view("T").get(KEY) is None
+    finally:
+        ours.close()
+        t.join(5)
+        theirs.close()
+    # a parent that never answers: a miss within the bound, not a hang
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours, theirs:
+        start = time.monotonic()
+        assert daemon.ChannelLink(ours).view("S").get(KEY) is None
+        assert time.monotonic() - start < daemon.LOOKUP_TIMEOUT + 1
 
 
 # ---- the request reader ----------------------------------------------------------------------
@@ -196,13 +232,13 @@ def test_peer_uid_is_the_connecting_process_uid() -> None:
 
 
 def _handle(
-    msg: bytes, state: daemon.CacheState | None = None, updates: int = -1, waited: float = 0.0
+    msg: bytes, state: daemon.CacheState | None = None, waited: float = 0.0
 ) -> list[tuple[bytes, bytes]]:
     a, b = socket.socketpair()
     with a, b:
         _send(a, msg)
-        assert daemon.handle(daemon.Pending(b, time.monotonic() - waited), state, updates) == 0
-        b.shutdown(socket.SHUT_WR)
+        assert daemon.handle(daemon.Pending(b, time.monotonic() - waited), state) == 0
+        assert b.fileno() == -1  # closed by the handler as soon as the reply is out
         return _recv_all(a)
 
 
@@ -218,7 +254,7 @@ def test_handle_dry_run_replies_like_in_process(
     req, opts, kw = fake.calls[0]
     assert req.host == "fs1.lab.test" and opts.policy_path == str(policy)
     assert 5.0 < opts.deadline <= 6.0 and kw["pidfd"] is None
-    assert isinstance(kw["cache"], ProxyCache)
+    assert kw["cache"] is None  # no daemon behind this handler: nothing to cache into
     assert limits["alarm"] == int(opts.deadline + daemon.HANDLER_SLACK)
     assert limits["rlimit"][1] == (daemon.HANDLER_AS_MAX, daemon.HANDLER_AS_MAX)
 
@@ -236,20 +272,12 @@ def test_handle_key_sends_the_cache_update_and_uses_the_matching_cache(
     policy = str(tmp_path / "none.yaml")
     sig = daemon.policy_sig(policy)
     state = daemon.CacheState(ProxyCache(), sig=sig)
-    r, w = os.pipe()
-    try:
-        recs = _handle(wire.request("key", 42, KERNEL_KEY, ["--policy", policy, "42"]), state, w)
-    finally:
-        os.close(w)
+    recs = _handle(wire.request("key", 42, KERNEL_KEY, ["--policy", policy, "42"]), state)
     reply = wire.Reply.decode(recs)
     assert reply.exit == 0 and reply.payload == b"PAYLOAD"
     assert "key=42" in reply.lines[-1][1]
     assert fake.calls[0][2]["cache"] is state.cache  # same policy: the daemon's cache
-    updates = {r: bytearray()}
-    fresh = daemon.CacheState(ProxyCache(), sig="older")
-    while r in updates:
-        daemon._read_update(r, updates, fresh)
-    assert fresh.sig == sig and fresh.cache.get(KEY) == b"blob"
+    assert state.sig == sig and state.cache.get(KEY) == b"blob"  # the update went back
 
 
 def test_handle_with_a_changed_policy_uses_a_fresh_cache(
@@ -400,15 +428,17 @@ def test_reap_forgets_finished_and_unknown_children() -> None:
     pid = os.fork()
     if pid == 0:
         os._exit(0)
-    active = {pid}
+    h = daemon.Handler(pid, socket.socket())
+    active = {pid: h}
     deadline = time.monotonic() + 5
     while active and time.monotonic() < deadline:
         daemon._reap(active)
         time.sleep(0.01)
-    assert active == set()
-    active = {pid}  # already reaped: ChildProcessError counts as done
+    assert active == {}
+    active = {pid: h}  # already reaped: ChildProcessError counts as done
     daemon._reap(active)
-    assert active == set()
+    assert active == {}
+    h.chan.close()
 
 
 def test_outcome_failure_reason_is_kept_by_the_reply(

@@ -105,7 +105,7 @@ def test_dry_reply_text_output(ok_pipeline: FakePipeline) -> None:
     assert rows[1].startswith("outcome=ok source=proxy")
     assert [p for p, _, _ in r.lines] == [syslog.LOG_DEBUG, syslog.LOG_INFO]
     assert r.lines[-1][2] and b"CIFS_UPCALL_OUTCOME=ok" in r.lines[-1][2]
-    assert ok_pipeline.calls[0][2] == {"pidfd": None, "cache": None}
+    assert ok_pipeline.calls[0][2] == {"pidfd": None, "cache": None, "workers": None}
 
 
 def test_dry_reply_json_output(failing_pipeline: FakePipeline, tmp_path: Path) -> None:

@@ -156,19 +156,28 @@ def _keytab_source(plan: LocalPlan, spns: _Candidates, trail: list[Attempt]) -> 
     return tok
 
 
-def _environment(plan: LocalPlan) -> None:
+def prepare() -> None:
+    """Worker, host namespaces, root, before any plan: the worker's own environment
+    (GSS_USE_PROXY=no before the mech glue loads) and the host side of the boundary. A
+    prepared worker (child.Ready) runs this before its request arrives."""
+    if _prepared:
+        return
     os.environ.clear()
     os.environ.update(PATH="/usr/bin:/bin", GSS_USE_PROXY="no")
-    if plan.krb5_config:
-        os.environ["KRB5_CONFIG"] = plan.krb5_config  # -k: a path in the caller's namespace
+    boundary.preload()
+    _prepared.append(True)
+
+
+_prepared: list[bool] = []
 
 
 def run(plan: LocalPlan) -> dict[str, object]:
     """Worker body: SourceToken JSON plus the trail, or UpcallError carrying the trail."""
     trail: list[Attempt] = []
     try:
-        _environment(plan)
-        boundary.preload()
+        prepare()
+        if plan.krb5_config:
+            os.environ["KRB5_CONFIG"] = plan.krb5_config  # -k: a path in the caller's namespace
         status = boundary.open_status()
         boundary.enter(plan.pidfd, plan.ns.flags if plan.pidfd >= 0 else 0)
         boundary.drop(plan.target, status)

@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import WorkerProtocolError
 
@@ -34,6 +35,13 @@ class CacheKey:
     principal: str  # the impersonated user, e.g. alice@LAB.TEST
     host: str  # the server name from the upcall (the SPN's host part)
     socket: str  # the gssproxy socket: one service, one keytab, one blob key
+
+
+class CredCache(Protocol):
+    """What the pipeline asks of a cache: the daemon's ProxyCache, or a handler's view of it
+    over its channel to the daemon (daemon.ChannelLink)."""
+
+    def get(self, key: CacheKey) -> bytes | None: ...
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,14 @@ read source files, which in the caller's mount namespace are hers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pickle
 import select
 import signal
+import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -88,8 +92,22 @@ def _worker(fn: Callable[[], Result], w: int, keep: tuple[int, ...]) -> None:
         view = memoryview(_report(fn))
         while view:
             view = view[os.write(w, view) :]
+        os.close(w)  # EOF now: the parent need not wait for this address space to be torn down
     finally:
         os._exit(0)
+
+
+_exiting: list[int] = []  # workers that gave their result and are still exiting
+
+
+def finish() -> None:
+    """Parent, once the reply is out: collect the workers run() left exiting, each within
+    the grace; one that has not exited by then is killed (never waited for past it)."""
+    while _exiting:
+        pid = _exiting.pop()
+        if not reap(pid):
+            os.kill(pid, signal.SIGKILL)
+            reap(pid)
 
 
 def reap(pid: int, grace: float = REAP_GRACE) -> bool:
@@ -139,6 +157,13 @@ def run(fn: Callable[[], Result], deadline: float, what: str, keep: tuple[int, .
         os.close(r)
         _worker(fn, w, keep)
     os.close(w)
+    return _result(pid, r, deadline, what)
+
+
+def _result(pid: int, r: int, deadline: float, what: str) -> Result:
+    """Parent: read the worker's result (bounded, by the deadline) and parse it. A worker
+    that gave a result and is still exiting is collected by finish(), after the reply; one
+    that failed is killed now."""
     try:
         data = _read_bounded(r, pid, deadline, what)
     except UpcallError:
@@ -147,10 +172,102 @@ def run(fn: Callable[[], Result], deadline: float, what: str, keep: tuple[int, .
         raise
     finally:
         os.close(r)
-    if not reap(pid):
-        os.kill(pid, signal.SIGKILL)  # closed the pipe but did not exit: not waited for
+    try:
+        out = parse(data, what)
+    except WorkerProtocolError:
+        os.kill(pid, signal.SIGKILL)
         reap(pid)
-    return parse(data, what)
+        raise
+    if not _collect(pid):
+        _exiting.append(pid)
+    return out
+
+
+class Ready:
+    """Handler: a worker forked BEFORE its request, so that the fork and `prepare` (the host
+    side of the boundary: preload, the mech glue) are off the request's path. It waits for
+    one `fn(plan)` from this handler, run as run() would run it.
+
+    The plan travels pickled over a socketpair only this handler and its own child hold, from
+    the privileged side to a worker that has not crossed yet: nothing of a caller's is
+    unpickled. The caller's pidfd comes with it (SCM_RIGHTS) and becomes `plan.pidfd`; the
+    worker then closes the socket, so it holds its result pipe and the pidfd only, as run()'s.
+    """
+
+    def __init__(self, prepare: Callable[[], None]) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # worker
+            os.close(r)
+            ours.close()
+            _ready_worker(prepare, theirs, w)
+        theirs.close()
+        os.close(w)
+        self.pid, self._ctl, self._r = pid, ours, r
+        self.used = False
+
+    def run(self, fn: Callable[[Any], Result], plan: Any, deadline: float, what: str) -> Result:
+        """Parent: hand over `fn(plan)` (plan.pidfd passed along if >= 0) and get its result."""
+        assert not self.used
+        self.used = True
+        fd = plan.pidfd
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))] if fd >= 0 else []
+        msg = pickle.dumps((fn, plan))
+        try:
+            self._ctl.sendmsg([msg], anc)
+        except OSError:
+            raise WorkerProtocolError(f"{what}: the prepared worker is gone") from None
+        finally:
+            self._ctl.close()
+        return _result(self.pid, self._r, deadline, what)
+
+    def close(self) -> None:
+        """Parent: not needed after all; EOF makes it exit, finish() collects it."""
+        if not self.used:
+            self.used = True
+            self._ctl.close()
+            os.close(self._r)
+            _exiting.append(self.pid)
+
+
+PLAN_MAX = 64 * 1024
+
+
+def _ready_worker(prepare: Callable[[], None], ctl: socket.socket, w: int) -> None:
+    """Worker: isolate, prepare, then wait (as long as the handler lives) for the one plan."""
+    try:
+        isolate(w, (ctl.fileno(),))
+        failed: BaseException | None = None
+        try:
+            prepare()
+        except BaseException as e:  # reported as the result once there is a request
+            failed = e
+        msg, anc, _flags, _ = ctl.recvmsg(PLAN_MAX, socket.CMSG_SPACE(4))
+        if not msg:
+            os._exit(0)  # the handler did not need us
+        fds = [
+            fd
+            for level, kind, data in anc
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+            for fd in struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4])
+        ]
+        ctl.close()
+        fn, plan = pickle.loads(msg)  # from our own privileged parent: see Ready
+        if fds:
+            plan = dataclasses.replace(plan, pidfd=fds[0])
+
+        def body() -> Result:
+            if failed is not None:
+                raise failed
+            return fn(plan)  # type: ignore[no-any-return]
+
+        view = memoryview(_report(body))
+        while view:
+            view = view[os.write(w, view) :]
+        os.close(w)
+    finally:
+        os._exit(0)
 
 
 def parse(data: bytes, what: str) -> Result:
