@@ -150,8 +150,22 @@ class Table:
         print(self.render(), flush=True)
 
 
+SETTLE = 0.03  # seconds between timed runs: what one side does after answering (the daemon
+# forks and prepares its next spare handler) must not land in the other side's figure
+
+
+def settled(f: Callable[[int], float]) -> Callable[[int], float]:
+    def run(i: int) -> float:
+        time.sleep(SETTLE)
+        return f(i)
+
+    return run
+
+
 def paired(n: int, a: Callable[[int], float], b: Callable[[int], float]) -> tuple[list, list]:
-    """n rounds A B, B A, A B, ...: (A times, B times), index-aligned pairs."""
+    """n rounds A B, B A, A B, ...: (A times, B times), index-aligned pairs; SETTLE before
+    each run."""
+    a, b = settled(a), settled(b)
     ta, tb = [], []
     for i in range(n):
         if i % 2 == 0:

@@ -222,15 +222,74 @@ def _accept(res: dict[str, object], step: Step, what: str) -> tuple[SourceToken,
     return token, parse_trail(res["trail"], what)
 
 
+class Started(Protocol):
+    """A step's worker started ahead of its turn (Workers.start)."""
+
+    def result(self, budget: float) -> Result: ...
+
+    def cancel(self) -> None: ...
+
+
 class Workers(Protocol):
     """The seam under the orchestrator: how a step's worker runs and what it returns (the
-    untrusted result dict). Tests drive the pipeline with fakes; the helper forks."""
+    untrusted result dict). Tests drive the pipeline with fakes; the helper forks.
+    `start` may begin a later step's worker early (the gssproxy step while the local one
+    runs); it only ever passes its gate when result() is asked for, or at once when
+    `speculate` (the daemon holds a credential for it: no KDC request can follow)."""
 
     def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result: ...
 
+    def start(
+        self, step: Step, plan: LocalPlan | ProxyPlan, what: str, *, speculate: bool
+    ) -> Started: ...
 
-class ForkedWorkers:
-    """Each step in its own forked worker under `budget` seconds (child.run)."""
+
+@dataclass
+class _Later:
+    """Nothing started early: the step runs when its result is asked for."""
+
+    workers: Workers
+    step: Step
+    plan: LocalPlan | ProxyPlan
+    what: str
+
+    def result(self, budget: float) -> Result:
+        return self.workers.run(self.step, self.plan, budget, self.what)
+
+    def cancel(self) -> None:
+        pass
+
+
+class SerialWorkers:
+    """start() that starts nothing: each step runs in turn (for in-process and tests)."""
+
+    def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
+        raise NotImplementedError
+
+    def start(
+        self, step: Step, plan: LocalPlan | ProxyPlan, what: str, *, speculate: bool
+    ) -> Started:
+        return _Later(self, step, plan, what)
+
+
+@dataclass
+class _Early:
+    gated: child.Gated
+    what: str
+
+    def result(self, budget: float) -> Result:
+        return self.gated.result(budget, self.what)
+
+    def cancel(self) -> None:
+        self.gated.cancel()
+
+
+class ForkedWorkers(SerialWorkers):
+    """Each step in its own forked worker under `budget` seconds (child.run). With
+    `overlap`, start() forks a gssproxy worker at once and lets it prepare (child.Gated)."""
+
+    def __init__(self, overlap: bool = False) -> None:
+        self.overlap = overlap
 
     def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
         from .sources import local, proxy
@@ -240,15 +299,28 @@ class ForkedWorkers:
         keep = (plan.pidfd,) if plan.pidfd >= 0 else ()
         return child.run(partial(local.run, plan), budget, what, keep)
 
+    def start(
+        self, step: Step, plan: LocalPlan | ProxyPlan, what: str, *, speculate: bool
+    ) -> Started:
+        from .sources import proxy
+
+        if not self.overlap or not isinstance(plan, proxy.ProxyPlan):
+            return super().start(step, plan, what, speculate=speculate)
+        gated = child.Gated(partial(proxy.run, plan))
+        if speculate:
+            gated.go()
+        return _Early(gated, what)
+
 
 class PreparedWorkers(ForkedWorkers):
     """The daemon handler's: the first local step runs in a worker forked (and prepared:
     preload, mech glue) before the request arrived (child.Ready); everything else forks as
     ForkedWorkers does. close() lets an unused one go."""
 
-    def __init__(self) -> None:
+    def __init__(self, overlap: bool = True) -> None:
         from .sources import local
 
+        super().__init__(overlap)
         self._ready: child.Ready | None = child.Ready(local.prepare)
 
     def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
@@ -292,6 +364,7 @@ def run_upcall(
     failure: UpcallError | None = None
     cache_update: tuple[CacheKey, bytes, int] | None = None
     caller: CallerInfo | None = None
+    early: Started | None = None
     try:
         mech = _mech(req.sec)
         pol = policy_file.load(opts.policy_path)
@@ -304,38 +377,52 @@ def run_upcall(
         decision = _decide(req, ident, pol, opts.host_krb5_config)
         trail.extend(_policy_trail(decision))
         errors: dict[Step, UpcallError] = {}
-        for step in decision.steps:
+        pplan: proxy.ProxyPlan | None = None
+        key: CacheKey | None = None
+        if decision.uses_proxy:
+            assert decision.principal is not None and decision.socket is not None
+            key = CacheKey(decision.principal, req.host.lower(), decision.socket)
+            pplan = proxy.ProxyPlan(
+                req.host,
+                req.ip,
+                opts.trust_dns,
+                decision.principal,
+                decision.socket,
+                decision.proxy,
+                opts.host_krb5_config,
+                cached=cache.get(key) if cache is not None else None,
+                export_cred=cache is not None,
+            )
+        for i, step in enumerate(decision.steps):
             left = end - time.monotonic()
             try:
                 if left <= 0:
                     raise DeadlineExceeded(f"no time left for the {step.value} source")
                 if step.is_proxy:
-                    assert decision.principal is not None and decision.socket is not None
-                    key = CacheKey(decision.principal, req.host.lower(), decision.socket)
-                    pplan = proxy.ProxyPlan(
-                        req.host,
-                        req.ip,
-                        opts.trust_dns,
-                        decision.principal,
-                        decision.socket,
-                        decision.proxy,
-                        opts.host_krb5_config,
-                        cached=cache.get(key) if cache is not None else None,
-                        export_cred=cache is not None,
-                    )
+                    assert pplan is not None
                     # A hung gssproxy makes the interposer wait 15 s per retry: the child is
                     # killed at its own deadline, never later than the upcall's.
                     budget = min(left, pol.defaults.deadline or left)
                     what = pplan.label
-                    res = workers.run(step, pplan, budget, what)
+                    started = early or workers.start(step, pplan, what, speculate=False)
+                    early = None
+                    res = started.result(budget)
                 else:
+                    later = decision.steps[i + 1 :]
+                    if pplan is not None and later and later[0].is_proxy:
+                        # gssproxy's worker prepares while the user's own credentials are
+                        # tried; it asks gssproxy only if they fail, or at once when the
+                        # daemon holds a credential for it (a repeat: no KDC request)
+                        early = workers.start(
+                            later[0], pplan, pplan.label, speculate=pplan.cached is not None
+                        )
                     lplan = _local_plan(req, uid, opts, caller, ns, ident)
                     what = "local credential search"
                     res = workers.run(step, lplan, left, what)
                 got, steps = _accept(res, step, what)
                 if step.is_proxy and cache is not None:
                     cred = parse_cred(res, what)
-                    cache_update = (key, *cred) if cred else None
+                    cache_update = (key, *cred) if cred and key else None
             except UpcallError as e:
                 trail.extend(e.trail)
                 nxt = "next source" if step is not decision.steps[-1] else "no source left"
@@ -353,6 +440,8 @@ def run_upcall(
     except UpcallError as e:
         failure = e
     finally:
+        if early is not None:
+            early.cancel()  # the user's own credentials did it: gssproxy is not asked
         if caller is not None:
             os.close(caller.pidfd)
     seconds = time.monotonic() - start

@@ -56,8 +56,9 @@ def _ok(kind: SourceKind, **extra: Any) -> dict[str, Any]:
 Behaviour = dict[str, Any] | UpcallError | Callable[[], dict[str, Any]]
 
 
-class FakeWorkers:
-    """Canned result dicts (or errors) per step; records every call."""
+class FakeWorkers(pipeline.SerialWorkers):
+    """Canned result dicts (or errors) per step; records every call (start() is the serial
+    one: a step is recorded when it runs)."""
 
     def __init__(self, **by_step: Behaviour) -> None:
         self.by_step = by_step

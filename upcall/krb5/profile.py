@@ -116,13 +116,26 @@ def parse_lines(lines: Iterable[str]) -> Krb5Facts:
     return parse_profile(lines).facts()
 
 
+_parsed: dict[tuple[tuple[str, ...], tuple[str, ...]], Profile] = {}  # see read()
+PARSED_MAX = 8
+
+
 def read(files: str | None = None) -> Profile:
-    """Parse the krb5.conf files (colon-separated like KRB5_CONFIG; default /etc/krb5.conf)."""
+    """Parse the krb5.conf files (colon-separated like KRB5_CONFIG; default /etc/krb5.conf).
+    The files are read every time; lines parsed before in this process (or in the daemon
+    before it forked this handler) are not parsed again."""
     includedirs: list[str] = []
     lines: list[str] = []
     for path in (files or DEFAULT_FILES).split(":"):
         lines.extend(_lines(path, includedirs))
-    return parse_profile(lines, tuple(includedirs))
+    key = (tuple(lines), tuple(includedirs))
+    hit = _parsed.get(key)
+    if hit is None:
+        hit = parse_profile(lines, key[1])
+        if len(_parsed) >= PARSED_MAX:
+            _parsed.pop(next(iter(_parsed)))
+        _parsed[key] = hit
+    return hit
 
 
 def load(files: str | None = None) -> Krb5Facts:

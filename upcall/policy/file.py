@@ -66,11 +66,25 @@ def read_trusted(path: str) -> str:
         os.close(fd)
 
 
+_parsed: dict[tuple[str, str], Policy] = {}  # (path, text) -> its policy; see parse()
+PARSED_MAX = 8
+
+
 def parse(text: str, path: str) -> Policy:
-    """Parse policy text (see policy_yaml); BadPolicy lists every problem with file:line."""
+    """Parse policy text (see policy_yaml); BadPolicy lists every problem with file:line.
+    A text parsed before in this process (or in the daemon before it forked this handler:
+    it loads the policies its handlers used) is not parsed again: the file is still checked
+    and read every time, only the YAML work is saved."""
     from . import parse as policy_yaml
 
-    return policy_yaml.parse(text, path)
+    hit = _parsed.get((path, text))
+    if hit is not None:
+        return hit
+    pol = policy_yaml.parse(text, path)
+    if len(_parsed) >= PARSED_MAX:
+        _parsed.pop(next(iter(_parsed)))
+    _parsed[(path, text)] = pol
+    return pol
 
 
 def load(path: str | None) -> Policy:

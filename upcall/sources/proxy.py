@@ -32,7 +32,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -219,17 +219,26 @@ def _export(creds: Any, d: str) -> tuple[str, int] | None:
     return blob.hex(), int(time.time()) + lifetime
 
 
-def run(plan: ProxyPlan) -> dict[str, object]:
-    """The child's body: SourceToken JSON plus the trail, or UpcallError carrying the trail."""
+def run(plan: ProxyPlan, gate: Callable[[], None] | None = None) -> dict[str, object]:
+    """The child's body: SourceToken JSON plus the trail, or UpcallError carrying the trail.
+    `gate` (child.Gated): called once the worker is ready to ask gssproxy (privileges
+    dropped, interposer environment set, mech glue loaded), before anything is created or
+    asked; it returns when the parent says go, or ends the worker."""
     trail: list[Attempt] = []
     try:
         _drop()
         check_socket_dir(plan.socket)
         who, kind = plan.principal, plan.source.value
+        _interpose(plan.socket, plan.krb5_config)
+        import gssapi  # first libgssapi use: after the environment above
+
+        if gate is not None:
+            gssapi.raw.indicate_mechs()  # the mech glue and the interposer, read the env now
+            gate()
         with _scratch() as d:
             staged, why = _stage(plan, d)
-            _interpose(plan.socket, plan.krb5_config, f"FILE:{staged}" if staged else PROXY_CCACHE)
-            import gssapi  # first libgssapi use: after the environment above
+            if staged:  # read when a krb5 context is made: at the first call that needs one
+                os.environ["KRB5CCNAME"] = f"FILE:{staged}"
 
             got: tuple[Any, SourceToken] | None = None
             taken = False
