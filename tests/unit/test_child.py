@@ -3,6 +3,8 @@ crash report, the strict parse of what a (possibly hostile) worker wrote, error 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import time
@@ -295,3 +297,137 @@ def test_worker_holds_only_its_result_pipe_and_what_it_keeps(tmp_path: Path) -> 
     assert stray not in out["fds"] and kept in out["fds"]
     assert out["stdout"] == "/dev/null"
     assert len(out["fds"]) <= 6  # 0-2, the result pipe, the kept fd, listdir's own
+
+
+# ---- workers forked ahead: Ready (prepared, waiting for a plan) and Gated (waiting for go) ----
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    pidfd: int
+    word: str
+
+
+def _probe(plan: _Plan) -> dict[str, Any]:
+    """Runs in a Ready worker: what it holds, and proof of what it was given."""
+    listing = sorted(int(n) for n in os.listdir("/proc/self/fd"))
+    target = os.readlink(f"/proc/self/fd/{plan.pidfd}") if plan.pidfd >= 0 else ""
+    return {"fds": listing, "word": plan.word, "pidfd": plan.pidfd, "target": target,
+            "prepared": os.environ.get("PREPARED_BY_TEST", "")}  # fmt: skip
+
+
+def _prepare() -> None:
+    os.environ["PREPARED_BY_TEST"] = "yes"
+
+
+def test_ready_worker_runs_the_plan_it_is_given_with_the_fd_it_is_passed(tmp_path: Path) -> None:
+    ready = child.Ready(_prepare)  # forked before the fd below exists: it cannot inherit it
+    stray = os.open(str(tmp_path), os.O_RDONLY)
+    passed = os.open(str(tmp_path / "."), os.O_RDONLY)
+    try:
+        out = ready.run(_probe, _Plan(passed, "hello"), 10, "ready probe")
+    finally:
+        os.close(stray)
+        os.close(passed)
+    assert out["word"] == "hello" and out["prepared"] == "yes"
+    assert out["target"] == str(tmp_path)  # the fd came over SCM_RIGHTS, renumbered in plan
+    assert out["pidfd"] in out["fds"] and stray not in out["fds"]
+    assert len(out["fds"]) <= 6  # 0-2, its result pipe, the passed fd, listdir's own
+    child.finish()
+
+
+def test_ready_worker_without_an_fd_and_one_that_is_not_needed() -> None:
+    ready = child.Ready(_prepare)
+    assert ready.run(_probe, _Plan(-1, "x"), 10, "w")["target"] == ""
+    unused = child.Ready(_prepare)
+    pid = unused.pid
+    unused.close()  # EOF before any plan: it exits without running anything
+    child.finish()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # collected by finish()
+
+
+def test_ready_worker_reports_a_failed_preparation_as_its_result() -> None:
+    def broken() -> None:
+        raise CredentialError("mech glue did not load", hint="reinstall")
+
+    ready = child.Ready(broken)
+    with pytest.raises(CredentialError, match="mech glue did not load"):
+        ready.run(_probe, _Plan(-1, "x"), 10, "w")
+
+
+def _hang(plan: _Plan) -> dict[str, Any]:
+    time.sleep(30)
+    return {}
+
+
+def test_ready_worker_deadline_counts_from_the_plan() -> None:
+    ready = child.Ready(_prepare)
+    time.sleep(0.5)  # waiting for a plan does not count
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        ready.run(_hang, _Plan(-1, "x"), 0.3, "slow ready worker")
+    assert time.monotonic() - start < 3
+
+
+def test_ready_worker_given_an_unpicklable_function_is_let_go() -> None:
+    ready = child.Ready(_prepare)
+    with pytest.raises(AttributeError):
+        ready.run(lambda plan: {}, _Plan(-1, "x"), 10, "w")
+    child.finish()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(ready.pid, os.WNOHANG)
+
+
+def _gated_body(marker: str, gate: Any) -> dict[str, Any]:
+    Path(marker + ".before").write_text("x")
+    gate()
+    Path(marker + ".after").write_text("x")
+    return {"passed": True}
+
+
+def test_gated_worker_waits_at_its_gate_until_the_result_is_asked_for(tmp_path: Path) -> None:
+    marker = str(tmp_path / "m")
+    g = child.Gated(functools.partial(_gated_body, marker))
+    deadline = time.monotonic() + 5
+    while not Path(marker + ".before").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert Path(marker + ".before").exists() and not Path(marker + ".after").exists()
+    assert g.result(10, "gated") == {"passed": True}
+    assert Path(marker + ".after").exists()
+    child.finish()
+
+
+def test_cancelled_gated_worker_never_passes_its_gate(tmp_path: Path) -> None:
+    marker = str(tmp_path / "m")
+    g = child.Gated(functools.partial(_gated_body, marker))
+    deadline = time.monotonic() + 5
+    while not Path(marker + ".before").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    g.cancel()
+    child.finish()  # collected (it exits at the gate), within the grace
+    with pytest.raises(ChildProcessError):
+        os.waitpid(g.pid, os.WNOHANG)
+    assert not Path(marker + ".after").exists()
+
+
+def test_gated_worker_opened_early_runs_on_its_own(tmp_path: Path) -> None:
+    marker = str(tmp_path / "m")
+    g = child.Gated(functools.partial(_gated_body, marker))
+    g.go()
+    deadline = time.monotonic() + 5
+    while not Path(marker + ".after").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert Path(marker + ".after").exists()  # before anyone asked for the result
+    assert g.result(10, "gated") == {"passed": True}
+    child.finish()
+
+
+def test_a_worker_that_gave_its_result_is_collected_after_the_reply() -> None:
+    def linger_after() -> dict[str, Any]:
+        return {"ok": 1}
+
+    assert child.run(linger_after, 10, "w") == {"ok": 1}
+    child.finish()
+    assert child._exiting == []

@@ -451,3 +451,21 @@ def test_outcome_failure_reason_is_kept_by_the_reply(
     reply = wire.Reply.decode(_handle(wire.request("key", 7, KERNEL_KEY, ["7"])))
     assert reply.exit == 1 and reply.payload is None
     assert "reason=caller-gone" in reply.lines[-1][1]
+
+
+def test_rehearsal_runs_the_request_code_without_forking_reading_callers_or_printing(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[str] = []
+    real = pipeline.run_upcall
+
+    def spy(req: Request, opts: pipeline.Options, **kw: Any) -> pipeline.Outcome:
+        out = real(req, opts, **kw)
+        calls.append(f"{req.host} pid={req.pid} ok={out.ok} reason={out.reason}")
+        return out
+
+    monkeypatch.setattr(pipeline, "run_upcall", spy)
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("the rehearsal forked"))
+    daemon._rehearse()
+    assert calls == ["rehearsal.invalid pid=None ok=False reason=Reason.NO_CREDENTIALS"]
+    assert capfd.readouterr() == ("", "")

@@ -616,3 +616,95 @@ def test_outcome_properties_without_token() -> None:
 
 def test_worker_protocol_error_is_internal() -> None:
     assert WorkerProtocolError("x").reason is Reason.INTERNAL
+
+
+# ---- the gssproxy step started early (Workers.start) ---------------------------------------------
+
+
+class OverlapWorkers(FakeWorkers):
+    """FakeWorkers whose start() is recorded: what was started early, with speculate, and
+    whether its result was asked for or it was cancelled."""
+
+    def __init__(self, **by_step: Behaviour) -> None:
+        super().__init__(**by_step)
+        self.events: list[str] = []
+
+    def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Any:
+        self.events.append(f"run {step.name}")
+        return super().run(step, plan, budget, what)
+
+    def start(
+        self, step: Step, plan: LocalPlan | ProxyPlan, what: str, *, speculate: bool
+    ) -> pipeline.Started:
+        self.events.append(f"start {step.name} speculate={speculate}")
+        workers = self
+
+        class _Started:
+            def result(self, budget: float) -> Any:
+                workers.events.append(f"result {step.name}")
+                return FakeWorkers.run(workers, step, plan, budget, what)
+
+            def cancel(self) -> None:
+                workers.events.append(f"cancel {step.name}")
+
+        return _Started()
+
+
+def test_local_first_starts_gssproxy_early_and_cancels_it_when_local_succeeds(
+    use_policy: Callable[[Policy], None], krb5: str
+) -> None:
+    use_policy(_policy(Mode.LOCAL_FIRST))
+    w = OverlapWorkers(LOCAL=_ok(SourceKind.CCACHE), PROXY=_ok(SourceKind.PROXY))
+    out = _run(w, krb5)
+    assert out.ok and out.source == "ccache"
+    assert w.events == ["start PROXY speculate=False", "run LOCAL", "cancel PROXY"]
+    assert w.steps == [Step.LOCAL]  # gssproxy was never asked
+
+
+def test_local_first_uses_the_early_worker_when_local_fails(
+    use_policy: Callable[[Policy], None], krb5: str
+) -> None:
+    use_policy(_policy(Mode.LOCAL_FIRST))
+    w = OverlapWorkers(LOCAL=_local_fail(), PROXY=_ok(SourceKind.PROXY))
+    out = _run(w, krb5)
+    assert out.ok and out.source == "proxy"
+    assert w.events == ["start PROXY speculate=False", "run LOCAL", "result PROXY"]
+    assert w.calls[1][2] <= 10.0  # the proxy's budget is taken when its turn comes
+
+
+def test_a_cached_credential_lets_the_early_worker_ask_gssproxy_at_once(
+    use_policy: Callable[[Policy], None], krb5: str
+) -> None:
+    use_policy(_policy(Mode.LOCAL_FIRST))
+    cache = ProxyCache()
+    assert cache.put(CacheKey(PRINCIPAL, "fs1.lab.test", SOCKET), b"blob", 2**31)
+    w = OverlapWorkers(LOCAL=_local_fail(), PROXY=_ok(SourceKind.PROXY))
+    out = pipeline.run_upcall(_req(), pipeline.Options(host_krb5_config=krb5), cache=cache,
+                              workers=w)  # fmt: skip
+    assert out.ok and w.events[0] == "start PROXY speculate=True"
+
+
+@pytest.mark.parametrize("mode", [Mode.PROXY_FIRST, Mode.PROXY_ONLY, Mode.LOCAL_ONLY])
+def test_nothing_starts_early_unless_gssproxy_follows_the_local_step(
+    use_policy: Callable[[Policy], None], krb5: str, mode: Mode
+) -> None:
+    use_policy(_policy(mode))
+    w = OverlapWorkers(LOCAL=_local_fail(), PROXY=_ok(SourceKind.PROXY))
+    _run(w, krb5)
+    for i, e in enumerate(w.events):  # a step started in its turn: its result is next
+        if e.startswith("start"):
+            assert w.events[i + 1] == "result " + e.split()[1]
+
+
+def test_an_early_worker_is_cancelled_when_the_local_step_raises_something_else(
+    use_policy: Callable[[Policy], None], krb5: str
+) -> None:
+    use_policy(_policy(Mode.LOCAL_FIRST))
+
+    def boom() -> dict[str, Any]:
+        raise RuntimeError("bug")
+
+    w = OverlapWorkers(LOCAL=boom, PROXY=_ok(SourceKind.PROXY))
+    with pytest.raises(RuntimeError):
+        _run(w, krb5)
+    assert w.events[-1] == "cancel PROXY"

@@ -215,11 +215,14 @@ class Ready:
         self.used = True
         fd = plan.pidfd
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))] if fd >= 0 else []
-        msg = pickle.dumps((fn, plan))
         try:
-            self._ctl.sendmsg([msg], anc)
-        except OSError:
-            raise WorkerProtocolError(f"{what}: the prepared worker is gone") from None
+            self._ctl.sendmsg([pickle.dumps((fn, plan))], anc)
+        except BaseException as e:
+            os.close(self._r)
+            _exiting.append(self.pid)  # EOF below makes it exit; finish() collects it
+            if isinstance(e, OSError):
+                raise WorkerProtocolError(f"{what}: the prepared worker is gone") from None
+            raise
         finally:
             self._ctl.close()
         return _result(self.pid, self._r, deadline, what)
