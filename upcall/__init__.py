@@ -16,8 +16,6 @@ the user with no capability in the caller's namespaces and `sources/proxy` as ui
 capability in the host's; `caller/` reads the caller from the host before any switch.
 """
 
-from __future__ import annotations
-
 __version__ = "0.1.0"
 
 _PUBLIC = {

@@ -2,8 +2,6 @@
 time) and the C libraries it calls into. Loading it parses nothing: no pycparser at upcall time.
 """
 
-from __future__ import annotations
-
 import os
 
 TYPE_CHECKING = False  # typing costs ~10 ms at start; the thin client imports this module
@@ -18,12 +16,12 @@ except ImportError as e:  # a tree that was never built (see _native_build.py)
         "(build it with: python3 upcall/_native_build.py)"
     ) from e
 
-ffi: Any = _ffi_module
-libc: Any = ffi.dlopen(None)
-_keyutils: Any = None
+ffi: "Any" = _ffi_module
+libc: "Any" = ffi.dlopen(None)
+_keyutils: "Any" = None
 
 
-def keyutils() -> Any:
+def keyutils() -> "Any":
     """libkeyutils, opened on first use (the dry-run path never needs it)."""
     global _keyutils
     if _keyutils is None:

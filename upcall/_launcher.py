@@ -3,7 +3,7 @@
 The launcher starts Python with `-I -S`: no site (a venv's site and an editable install's path
 finder cost ~20 ms, and nothing from PYTHON* or a user site may reach a root process), so it
 puts the package directory and Debian's dist-packages (python3-gssapi, -keyutils, -cffi, -yaml)
-on sys.path itself, then hands over to the thin client.
+on sys.path itself, after the standard library, then hands over to the thin client.
 
     python3 -m upcall._launcher DEST [PYTHON]
 """
@@ -17,7 +17,7 @@ TEMPLATE = """#!{python} -IS
 # cifs-upcall: the helper request-key runs (thin client; see upcall/client.py)
 import os
 import sys
-sys.path[:0] = {paths!r}
+sys.path += {paths!r}  # after the standard library: its modules are found without a look here
 from upcall.client import main
 code = main()
 sys.stdout.flush()

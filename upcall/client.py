@@ -13,8 +13,6 @@ If no daemon accepts the request within ACK_BOUND, the client runs the same code
 (`serve`, `doctor`, --help, --version, ...) goes to cli.py.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

@@ -6,8 +6,6 @@ Where journald listens (/run/systemd/journal/socket), a line that comes with a j
 goes to it instead; if journald does not take it, the line goes to syslog as before. Sending
 is a datagram on a `_socket`: the thin client imports nothing more for it."""
 
-from __future__ import annotations
-
 import os
 import stat
 import sys

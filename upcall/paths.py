@@ -1,8 +1,6 @@
 """Where the installed helper and its files live: one owner for each path the generator,
 doctor and the packaging render or check. Pure; imports nothing (the thin client uses it)."""
 
-from __future__ import annotations
-
 HELPER_PATH = "/usr/sbin/cifs-upcall"  # what debian/ installs and request-key runs
 REQUEST_KEY_FILE = "/etc/request-key.d/cifs-upcall.conf"  # ours, beside cifs-utils' file
 CIFS_UTILS_REQUEST_KEY_FILE = "/etc/request-key.d/cifs.spnego.conf"  # never touched

@@ -15,8 +15,6 @@ daemon -> client:
     F  --log-file path   B  --payload-out path
 """
 
-from __future__ import annotations
-
 import struct
 
 VERSION = b"1"
@@ -93,7 +91,7 @@ class Reply:
         return b"".join(out)
 
     @classmethod
-    def decode(cls, recs: list[tuple[bytes, bytes]]) -> Reply:
+    def decode(cls, recs: list[tuple[bytes, bytes]]) -> "Reply":
         """From the daemon's records (ValueError if malformed: the client then falls back)."""
         r = cls()
         seen_exit = False

@@ -5,8 +5,6 @@ The kernel sends current->pid, a thread id; pidfd_open(2) wants a thread-group l
 thread is resolved to its process first and checked to still belong to it once pinned.
 """
 
-from __future__ import annotations
-
 import os
 
 

@@ -3,8 +3,6 @@
 Mirrors the C API one-to-one; errors become OSError with errno.
 """
 
-from __future__ import annotations
-
 from .._ffi import check, keyutils
 
 
