@@ -50,6 +50,7 @@ HANDLER_AS_MAX = 1 << 30  # address space of one request's handler and its worke
 HANDLER_SLACK = 10  # seconds past the upcall deadline before a handler's alarm kills it
 QUEUE_MAX = 1024
 CPUS = os.cpu_count() or 1
+SPARE_WHILE_ACTIVE = max(1, CPUS - 1)  # the spare is made only while fewer handlers run
 
 
 @dataclass
@@ -335,8 +336,10 @@ def serve(
                 queue.appendleft(p)
             p.conn.close()
         wanted = not exit_after or served + len(queue) < exit_after
-        if spare is None and wanted:
-            spare = _fork_handler(listener, chans, rehearse=len(active) < CPUS)
+        if spare is None and wanted and len(active) < SPARE_WHILE_ACTIVE:
+            # Forked (and rehearsed) while CPUs are free, so that making it never slows a
+            # request in flight; under load handlers are forked per request instead.
+            spare = _fork_handler(listener, chans, rehearse=True)
         lfd = listener.fileno()
         wait = [lfd] if wanted else []
         ready, _, _ = select.select([*wait, *chans], [], [], 0.05 if active else 1.0)
@@ -423,7 +426,7 @@ def _fork_handler(
     listener: socket.socket, chans: dict[int, Handler], rehearse: bool = False
 ) -> Handler:
     """Parent: a handler waiting for its connection, with its local worker already forked;
-    `rehearse` when a CPU is free for it (a spare, not one forked for a queued request)."""
+    `rehearse` for a spare (not for one forked for a waiting request)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid:
