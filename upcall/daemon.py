@@ -70,6 +70,7 @@ class CacheState:
 
     cache: ProxyCache
     sig: str = ""
+    proxy_seen: bool = False  # a handler asked about gssproxy: spares get a gssproxy worker
 
     def view(self, sig: str) -> CredCache:
         """What a request made under policy `sig` may use: nothing made under another."""
@@ -175,6 +176,8 @@ def on_message(data: bytes, state: CacheState) -> bytes | None:
         key = CacheKey(f[b"p"].decode(), f[b"h"].decode(), f[b"k"].decode())
     except (KeyError, ValueError, UnicodeDecodeError):
         return wire.record(b"b", b"") if data[:1] == b"g" else None
+    if op in (b"g", b"u"):
+        state.proxy_seen = True
     if op == b"g":
         return wire.record(b"b", state.view(sig).get(key) or b"")
     if op == b"u":
@@ -304,6 +307,7 @@ class Handler:
 
     pid: int
     chan: socket.socket
+    pidfd: int = -1  # readable once it has exited: the loop wakes to reap it at once
 
 
 def serve(
@@ -326,7 +330,7 @@ def serve(
         _reap(active)
         while queue and len(active) < max_workers:
             p = queue.popleft()
-            h, spare = spare or _fork_handler(listener, chans), None
+            h, spare = spare or _fork_handler(listener, [*active.values(), *chans.values()]), None
             if _hand_over(h, p, busy=len(active) >= CPUS):
                 active[h.pid] = h
                 chans[h.chan.fileno()] = h
@@ -339,13 +343,15 @@ def serve(
         if spare is None and wanted and len(active) < SPARE_WHILE_ACTIVE:
             # Forked (and rehearsed) while CPUs are free, so that making it never slows a
             # request in flight; under load handlers are forked per request instead.
-            spare = _fork_handler(listener, chans, rehearse=True)
+            others = [*active.values(), *chans.values()]
+            spare = _fork_handler(listener, others, rehearse=True, proxy=state.proxy_seen)
         lfd = listener.fileno()
         wait = [lfd] if wanted else []
-        ready, _, _ = select.select([*wait, *chans], [], [], 0.05 if active else 1.0)
+        exits = [h.pidfd for h in active.values() if h.pidfd >= 0]
+        ready, _, _ = select.select([*wait, *chans, *exits], [], [], 0.05 if active else 1.0)
         for fd in ready:
-            if fd != lfd:
-                _on_channel(chans, fd, state)
+            if fd in chans:
+                _on_channel(chans, fd, state)  # (an exit is reaped at the top of the loop)
         if lfd in ready:
             _accept(listener, queue)
     if spare is not None:
@@ -419,38 +425,46 @@ def _reap(active: dict[int, Handler]) -> None:
         except ChildProcessError:
             done = pid
         if done:
-            del active[pid]
+            h = active.pop(pid)
+            if h.pidfd >= 0:
+                os.close(h.pidfd)
+                h.pidfd = -1  # its channel may outlive it in chans: the number is free now
 
 
 def _fork_handler(
-    listener: socket.socket, chans: dict[int, Handler], rehearse: bool = False
-) -> Handler:
-    """Parent: a handler waiting for its connection, with its local worker already forked;
-    `rehearse` for a spare (not for one forked for a waiting request)."""
+    listener: socket.socket, others: list[Handler], rehearse: bool = False,
+    proxy: bool = False,
+) -> Handler:  # fmt: skip
+    """Parent: a handler waiting for its connection, with its local worker (and with `proxy`
+    a gssproxy worker) already forked; `rehearse` for a spare (not for one forked for a
+    waiting request)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid:
         theirs.close()
-        return Handler(pid, ours)
+        return Handler(pid, ours, os.pidfd_open(pid))
     code = 1
     try:
         ours.close()
-        for h in chans.values():
+        for h in others:  # the other handlers' channels and pidfds are not this one's
             h.chan.close()
+            if h.pidfd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(h.pidfd)
         listener.close()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        code = _handler_main(theirs, rehearse)
+        code = _handler_main(theirs, rehearse, proxy)
     except BaseException:
         code = 1
     finally:
         os._exit(code)
 
 
-def _handler_main(chan: socket.socket, rehearse: bool) -> int:
-    """Handler: prepare the local worker, rehearse, wait for the connection, serve it."""
+def _handler_main(chan: socket.socket, rehearse: bool, proxy: bool) -> int:
+    """Handler: prepare its workers, rehearse, wait for the connection, serve it."""
     from .pipeline import PreparedWorkers
 
-    workers = PreparedWorkers()
+    workers = PreparedWorkers(proxy=proxy)
     if rehearse:
         _rehearse()
     try:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .caller.ccache import CcacheChoice, choose
 from .caller.identity import Identity, resolve, target
@@ -312,29 +313,78 @@ class ForkedWorkers(SerialWorkers):
         return _Early(gated, what)
 
 
-class PreparedWorkers(ForkedWorkers):
-    """The daemon handler's: the first local step runs in a worker forked (and prepared:
-    preload, mech glue) before the request arrived (child.Ready); everything else forks as
-    ForkedWorkers does. close() lets an unused one go."""
+@dataclass
+class _Prepared:
+    """A step's prepared worker (child.Ready), given its plan at once (a speculative start)
+    or only when its result is asked for."""
 
-    def __init__(self, overlap: bool = True) -> None:
+    ready: child.Ready
+    fn: Callable[[Any], Result]
+    plan: LocalPlan | ProxyPlan
+    what: str
+    given: bool = False
+
+    def give(self) -> None:
+        self.ready.give(self.fn, self.plan, self.what)
+        self.given = True
+
+    def result(self, budget: float) -> Result:
+        if not self.given:
+            self.give()
+        return self.ready.result(budget, self.what)
+
+    def cancel(self) -> None:
+        self.ready.close()
+
+
+class PreparedWorkers(ForkedWorkers):
+    """The daemon handler's: the first local step, and with `proxy` the first gssproxy step,
+    run in workers forked and prepared (preload, mech glue; the gssproxy one without its
+    capabilities) before the request arrived (child.Ready); anything else forks as
+    ForkedWorkers does. close() lets unused ones go."""
+
+    def __init__(self, overlap: bool = True, proxy: bool = False) -> None:
         from .sources import local
+        from .sources import proxy as gssproxy
 
         super().__init__(overlap)
         self._ready: child.Ready | None = child.Ready(local.prepare)
+        self._proxy: child.Ready | None = child.Ready(gssproxy.prepare) if proxy else None
 
     def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
         from .sources import local
 
-        if self._ready is not None and isinstance(plan, local.LocalPlan):
+        if isinstance(plan, local.LocalPlan) and self._ready is not None:
             ready, self._ready = self._ready, None
             return ready.run(local.run, plan, budget, what)
+        prepared = self._take_proxy(plan, what)
+        if prepared is not None:
+            return prepared.result(budget)
         return super().run(step, plan, budget, what)
 
+    def start(
+        self, step: Step, plan: LocalPlan | ProxyPlan, what: str, *, speculate: bool
+    ) -> Started:
+        prepared = self._take_proxy(plan, what)
+        if prepared is None:
+            return super().start(step, plan, what, speculate=speculate)
+        if speculate and self.overlap:
+            prepared.give()
+        return prepared
+
+    def _take_proxy(self, plan: LocalPlan | ProxyPlan, what: str) -> _Prepared | None:
+        from .sources import proxy
+
+        if not isinstance(plan, proxy.ProxyPlan) or self._proxy is None:
+            return None
+        ready, self._proxy = self._proxy, None
+        return _Prepared(ready, proxy.run, plan, what)
+
     def close(self) -> None:
-        if self._ready is not None:
-            self._ready.close()
-            self._ready = None
+        for ready in (self._ready, self._proxy):
+            if ready is not None:
+                ready.close()
+        self._ready = self._proxy = None
 
 
 def run_upcall(

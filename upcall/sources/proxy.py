@@ -130,6 +130,18 @@ def _drop() -> None:
         os.close(status)
 
 
+def prepare() -> None:
+    """Worker, host namespaces, before any plan: no capability left (uid 0 stays). Nothing of
+    gssproxy's or libgssapi's yet: the interposer's environment needs the plan's socket. A
+    prepared worker (child.Ready) runs this before its request arrives."""
+    if not _prepared:
+        _drop()
+        _prepared.append(True)
+
+
+_prepared: list[bool] = []
+
+
 def _failure(e: Any, plan: ProxyPlan, phase: ProxyPhase, spn: str, what: str) -> UpcallError:
     """A gssapi error through the interposer, classified once with gssproxy's table."""
     c = classify_proxy(
@@ -204,6 +216,16 @@ def _from_cache(plan: ProxyPlan, staged: str) -> tuple[Any, SourceToken, bool]:
     return creds, _token(plan, creds, []), taken
 
 
+def _unchanged(staged: str, blob: bytes | None) -> bool:
+    """Worker: the staged ccache still holds exactly the blob it was given (after the token:
+    the interposer rewrites it when gssproxy hands back an updated credential)."""
+    try:
+        with open(staged, "rb") as f:
+            return f.read(CRED_MAX + 1) == blob
+    except OSError:
+        return False
+
+
 def _export(creds: Any, d: str) -> tuple[str, int] | None:
     """The credential as the blob a later worker can use: (hex, end in unix seconds)."""
     try:
@@ -226,7 +248,7 @@ def run(plan: ProxyPlan, gate: Callable[[], None] | None = None) -> dict[str, ob
     asked; it returns when the parent says go, or ends the worker."""
     trail: list[Attempt] = []
     try:
-        _drop()
+        prepare()
         check_socket_dir(plan.socket)
         who, kind = plan.principal, plan.source.value
         _interpose(plan.socket, plan.krb5_config)
@@ -263,7 +285,9 @@ def run(plan: ProxyPlan, gate: Callable[[], None] | None = None) -> dict[str, ob
             how = "from the cached credential" if taken else plan.how(ProxyPhase.INIT)
             trail.append(Attempt(kind, "ok", f"{st.principal} for {st.spn} ({how})"))
             res: dict[str, object] = {"token": st.to_json(), "trail": [a.as_dict() for a in trail]}
-            cred = _export(creds, d) if plan.export_cred else None
+            # a repeat whose credential gssproxy left as it was: the daemon holds it already
+            kept = staged is not None and taken and _unchanged(staged, plan.cached)
+            cred = _export(creds, d) if plan.export_cred and not kept else None
         if cred is not None:
             res["cred"], res["cred_expires"] = cred
         return res

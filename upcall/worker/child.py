@@ -211,29 +211,43 @@ class Ready:
 
     def run(self, fn: Callable[[Any], Result], plan: Any, deadline: float, what: str) -> Result:
         """Parent: hand over `fn(plan)` (plan.pidfd passed along if >= 0) and get its result."""
+        self.give(fn, plan, what)
+        return self.result(deadline, what)
+
+    def result(self, deadline: float, what: str) -> Result:
+        """Parent: the result of what give() handed over, as run() reads it."""
+        r, self._r = self._r, -1
+        return _result(self.pid, r, deadline, what)
+
+    def give(self, fn: Callable[[Any], Result], plan: Any, what: str) -> None:
+        """Parent: hand over `fn(plan)`; it starts at once (result() collects it)."""
         assert not self.used
         self.used = True
-        fd = plan.pidfd
+        fd = getattr(plan, "pidfd", -1)
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))] if fd >= 0 else []
         try:
             self._ctl.sendmsg([pickle.dumps((fn, plan))], anc)
         except BaseException as e:
             os.close(self._r)
+            self._r = -1
             _exiting.append(self.pid)  # EOF below makes it exit; finish() collects it
             if isinstance(e, OSError):
                 raise WorkerProtocolError(f"{what}: the prepared worker is gone") from None
             raise
         finally:
             self._ctl.close()
-        return _result(self.pid, self._r, deadline, what)
 
     def close(self) -> None:
-        """Parent: not needed after all; EOF makes it exit, finish() collects it."""
+        """Parent: not needed after all (never given a plan, or given one whose result is no
+        longer wanted): EOF makes a waiting one exit; finish() collects it, or kills it."""
+        if self._r < 0:
+            return
         if not self.used:
             self.used = True
             self._ctl.close()
-            os.close(self._r)
-            _exiting.append(self.pid)
+        os.close(self._r)
+        self._r = -1
+        _exiting.append(self.pid)
 
 
 class Gated:
