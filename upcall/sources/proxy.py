@@ -131,15 +131,23 @@ def _drop() -> None:
 
 
 def prepare() -> None:
-    """Worker, host namespaces, before any plan: no capability left (uid 0 stays). Nothing of
-    gssproxy's or libgssapi's yet: the interposer's environment needs the plan's socket. A
-    prepared worker (child.Ready) runs this before its request arrives."""
-    if not _prepared:
-        _drop()
-        _prepared.append(True)
+    """Worker, host namespaces, before any plan: no capability left (uid 0 stays), then the
+    mech glue and the interposer loaded with GSS_USE_PROXY=yes (read then; the socket, read
+    at connect time, and krb5.conf come with the plan). inquire_saslname_for_mech loads them
+    without a word to gssproxy. A prepared worker (child.Ready) runs this before its request
+    arrives."""
+    if _prepared:
+        return
+    _drop()
+    _interpose("", None)
+    import gssapi
+
+    gssapi.raw.inquire_saslname_for_mech(gssapi.MechType.kerberos)
+    _prepared.append(True)
 
 
 _prepared: list[bool] = []
+_keep: list[object] = []  # gssproxy's credentials, never released: see run()
 
 
 def _failure(e: Any, plan: ProxyPlan, phase: ProxyPhase, spn: str, what: str) -> UpcallError:
@@ -252,10 +260,9 @@ def run(plan: ProxyPlan, gate: Callable[[], None] | None = None) -> dict[str, ob
         check_socket_dir(plan.socket)
         who, kind = plan.principal, plan.source.value
         _interpose(plan.socket, plan.krb5_config)
-        import gssapi  # first libgssapi use: after the environment above
+        import gssapi
 
         if gate is not None:
-            gssapi.raw.indicate_mechs()  # the mech glue and the interposer, read the env now
             gate()
         with _scratch() as d:
             staged, why = _stage(plan, d)
@@ -282,6 +289,9 @@ def run(plan: ProxyPlan, gate: Callable[[], None] | None = None) -> dict[str, ob
             if got is None:
                 got = _fresh(plan, trail)
             creds, st = got
+            # the worker ends in os._exit: releasing the handle would be one more round trip
+            # to gssproxy before the result is written
+            _keep.append(creds)
             how = "from the cached credential" if taken else plan.how(ProxyPhase.INIT)
             trail.append(Attempt(kind, "ok", f"{st.principal} for {st.spn} ({how})"))
             res: dict[str, object] = {"token": st.to_json(), "trail": [a.as_dict() for a in trail]}
