@@ -71,6 +71,7 @@ class CacheState:
     cache: ProxyCache
     sig: str = ""
     proxy_seen: bool = False  # a handler asked about gssproxy: spares get a gssproxy worker
+    last: tuple[str | None, str | None] = (None, None)  # the policy, krb5.conf last warmed
 
     def view(self, sig: str) -> CredCache:
         """What a request made under policy `sig` may use: nothing made under another."""
@@ -92,6 +93,7 @@ class CacheState:
         for load, path in ((policy_file.load, policy), (profile.load, krb5)):
             with contextlib.suppress(Exception):  # the handler reports the problem, not us
                 load(path)
+        self.last = (policy, krb5)
 
 
 class CacheLink(Protocol):
@@ -344,7 +346,7 @@ def serve(
             # Forked (and rehearsed) while CPUs are free, so that making it never slows a
             # request in flight; under load handlers are forked per request instead.
             others = [*active.values(), *chans.values()]
-            spare = _fork_handler(listener, others, rehearse=True, proxy=state.proxy_seen)
+            spare = _fork_handler(listener, others, rehearse=state.last, proxy=state.proxy_seen)
         lfd = listener.fileno()
         wait = [lfd] if wanted else []
         exits = [h.pidfd for h in active.values() if h.pidfd >= 0]
@@ -432,12 +434,12 @@ def _reap(active: dict[int, Handler]) -> None:
 
 
 def _fork_handler(
-    listener: socket.socket, others: list[Handler], rehearse: bool = False,
-    proxy: bool = False,
+    listener: socket.socket, others: list[Handler],
+    rehearse: tuple[str | None, str | None] | None = None, proxy: bool = False,
 ) -> Handler:  # fmt: skip
     """Parent: a handler waiting for its connection, with its local worker (and with `proxy`
-    a gssproxy worker) already forked; `rehearse` for a spare (not for one forked for a
-    waiting request)."""
+    a gssproxy worker) already forked; `rehearse` (the policy and host krb5.conf the last
+    request used) for a spare, not for one forked for a waiting request."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid:
@@ -460,13 +462,15 @@ def _fork_handler(
         os._exit(code)
 
 
-def _handler_main(chan: socket.socket, rehearse: bool, proxy: bool) -> int:
+def _handler_main(
+    chan: socket.socket, rehearse: tuple[str | None, str | None] | None, proxy: bool
+) -> int:
     """Handler: prepare its workers, rehearse, wait for the connection, serve it."""
     from .pipeline import PreparedWorkers
 
     workers = PreparedWorkers(proxy=proxy)
-    if rehearse:
-        _rehearse()
+    if rehearse is not None:
+        _rehearse(*rehearse)
     try:
         data, anc, _flags, _ = chan.recvmsg(64, socket.CMSG_SPACE(4))
         fds = _fds(anc)
@@ -481,7 +485,7 @@ def _handler_main(chan: socket.socket, rehearse: bool, proxy: bool) -> int:
 
 
 # No pid (no caller to read), a documentation address, uid 0: nothing of anyone's is read.
-REHEARSAL = "ver=0x2;host=rehearsal.invalid;ip4=192.0.2.1;sec=krb5;uid=0x0;creduid=0x0"
+REHEARSAL = "ver=0x2;host=rehearsal.invalid;ip4=192.0.2.1;sec=krb5;uid=0xfffe;creduid=0xfffe"
 
 
 class _NoCredentials(SerialWorkers):
@@ -493,15 +497,18 @@ class _NoCredentials(SerialWorkers):
         raise CredentialError("rehearsal", hint="")
 
 
-def _rehearse() -> None:
-    """Spare handler, before it has a request: run a request's code once on REHEARSAL with
-    workers that refuse, so that the copy-on-write faults a forked handler takes on its
-    first run (~850 pages here, ~2 ms under this hypervisor) are paid before anyone waits.
-    Reads the host's policy and krb5.conf, builds a reply, sends and logs nothing."""
+def _rehearse(policy: str | None = None, krb5: str | None = None) -> None:
+    """Spare handler, before it has a request: run a request's code once on REHEARSAL (with
+    the policy and host krb5.conf the last request used) and workers that refuse, so that
+    the copy-on-write faults a forked handler takes on its first run (~850 pages here, ~2 ms
+    under this hypervisor) are paid before anyone waits. Reads root's policy and krb5.conf
+    and NSS for uid 65534, builds a reply, sends and logs nothing."""
     from . import respond
     from .cli import parse_args
 
-    a = parse_args(["--dry-run", REHEARSAL, "--json"])
+    extra = [*(["--policy", policy] if policy else []),
+             *(["--host-krb5-config", krb5] if krb5 else [])]  # fmt: skip
+    a = parse_args([*extra, "--dry-run", REHEARSAL, "--json"])
     with contextlib.suppress(Exception):
         respond.dry_reply(REHEARSAL, a, None, "daemon", workers=_NoCredentials())[0].encode()
 

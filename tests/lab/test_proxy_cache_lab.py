@@ -95,7 +95,7 @@ def test_repeat_with_the_blob_makes_no_kdc_request(sync_rig: Rig) -> None:
     # gssproxy left the credential as it was: nothing new for the daemon to keep
     assert "cred" not in again, sorted(again)
     third, kdc = _worker(sync_rig, "alice", first["cred"])  # the blob serves again and again
-    assert _requests(kdc) == [], kdc
+    assert _requests(kdc) == [] and "cred" not in third, kdc
 
     sync_rig.restart()  # the blob key is the service keytab's, not gssproxy's runtime secret
     after, kdc = _worker(sync_rig, "alice", first["cred"])

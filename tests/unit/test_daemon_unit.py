@@ -468,4 +468,6 @@ def test_rehearsal_runs_the_request_code_without_forking_reading_callers_or_prin
     monkeypatch.setattr(os, "fork", lambda: pytest.fail("the rehearsal forked"))
     daemon._rehearse()
     assert calls == ["rehearsal.invalid pid=None ok=False reason=Reason.NO_CREDENTIALS"]
+    daemon._rehearse("/nonexistent/policy.yaml", "/nonexistent/krb5.conf")  # refused: quietly
+    assert len(calls) == 2 and "reason=Reason.BAD_POLICY" in calls[1]
     assert capfd.readouterr() == ("", "")
