@@ -71,6 +71,7 @@ class CacheState:
     cache: ProxyCache
     sig: str = ""
     proxy_seen: bool = False  # a handler asked about gssproxy: spares get a gssproxy worker
+    socket: str | None = None  # the one gssproxy socket of the policy last warmed, if one
     last: tuple[str | None, str | None] = (None, None)  # the policy, krb5.conf last warmed
 
     def view(self, sig: str) -> CredCache:
@@ -90,10 +91,14 @@ class CacheState:
         from .krb5 import profile
         from .policy import file as policy_file
 
-        for load, path in ((policy_file.load, policy), (profile.load, krb5)):
-            with contextlib.suppress(Exception):  # the handler reports the problem, not us
-                load(path)
+        with contextlib.suppress(Exception):  # the handler reports the problem, not us
+            profile.load(krb5)
+        try:
+            sockets = policy_file.load(policy).sockets
+        except Exception:
+            sockets = frozenset()
         self.last = (policy, krb5)
+        self.socket = next(iter(sockets)) if len(sockets) == 1 else None
 
 
 class CacheLink(Protocol):
@@ -346,7 +351,8 @@ def serve(
             # Forked (and rehearsed) while CPUs are free, so that making it never slows a
             # request in flight; under load handlers are forked per request instead.
             others = [*active.values(), *chans.values()]
-            spare = _fork_handler(listener, others, rehearse=state.last, proxy=state.proxy_seen)
+            proxy = (state.socket or "") if state.proxy_seen else None
+            spare = _fork_handler(listener, others, rehearse=state.last, proxy=proxy)
         lfd = listener.fileno()
         wait = [lfd] if wanted else []
         exits = [h.pidfd for h in active.values() if h.pidfd >= 0]
@@ -435,11 +441,12 @@ def _reap(active: dict[int, Handler]) -> None:
 
 def _fork_handler(
     listener: socket.socket, others: list[Handler],
-    rehearse: tuple[str | None, str | None] | None = None, proxy: bool = False,
+    rehearse: tuple[str | None, str | None] | None = None, proxy: str | None = None,
 ) -> Handler:  # fmt: skip
-    """Parent: a handler waiting for its connection, with its local worker (and with `proxy`
-    a gssproxy worker) already forked; `rehearse` (the policy and host krb5.conf the last
-    request used) for a spare, not for one forked for a waiting request."""
+    """Parent: a handler waiting for its connection, with its local worker (and unless
+    `proxy` is None a gssproxy worker, told the socket it will most likely use) already
+    forked; `rehearse` (the policy and host krb5.conf the last request used) for a spare,
+    not for one forked for a waiting request."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid:
@@ -463,7 +470,7 @@ def _fork_handler(
 
 
 def _handler_main(
-    chan: socket.socket, rehearse: tuple[str | None, str | None] | None, proxy: bool
+    chan: socket.socket, rehearse: tuple[str | None, str | None] | None, proxy: str | None
 ) -> int:
     """Handler: prepare its workers, rehearse, wait for the connection, serve it."""
     from .pipeline import PreparedWorkers

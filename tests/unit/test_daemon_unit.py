@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from upcall import daemon, pipeline, wire
+from upcall.policy import file as daemon_policy_file
 from upcall.errors import Reason
 from upcall.kernel.request import Request
 from upcall.sources.base import SourceKind, SourceToken
@@ -471,3 +472,26 @@ def test_rehearsal_runs_the_request_code_without_forking_reading_callers_or_prin
     daemon._rehearse("/nonexistent/policy.yaml", "/nonexistent/krb5.conf")  # refused: quietly
     assert len(calls) == 2 and "reason=Reason.BAD_POLICY" in calls[1]
     assert capfd.readouterr() == ("", "")
+
+
+def test_warm_remembers_the_policy_and_its_only_gssproxy_socket(tmp_path: Path) -> None:
+    def policy(*sockets: str) -> str:
+        p = tmp_path / f"policy-{len(sockets)}.yaml"
+        rules = "".join(
+            f"- match:\n    servers: [fs{i}.lab.test]\n  socket: {s}\n"
+            for i, s in enumerate(sockets[1:])
+        )
+        text = f"version: 1\ndefaults:\n  mode: local-first\n  socket: {sockets[0]}\n"
+        p.write_text(text + (f"rules:\n{rules}" if rules else ""))
+        return str(p)
+
+    state = daemon.CacheState(ProxyCache())
+    one = policy("/run/gp/a.sock")
+    with pytest.MonkeyPatch.context() as m:  # the file checks want root's files: trust these
+        m.setattr(daemon_policy_file, "read_trusted", lambda path: Path(path).read_text())
+        state.warm(one, None)
+        assert state.last == (one, None) and state.socket == "/run/gp/a.sock"
+        state.warm(policy("/run/gp/a.sock", "/run/gp/b.sock"), None)
+        assert state.socket is None  # two services: no guess
+        state.warm(str(tmp_path / "missing.yaml"), None)
+        assert state.socket is None and state.last[0] == str(tmp_path / "missing.yaml")

@@ -124,6 +124,13 @@ class Policy:
     principal_map: Mapping[str, str] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     origin: str = "built-in defaults (no policy file): no gssproxy socket, so never impersonates"
+
+    @property
+    def sockets(self) -> frozenset[str]:
+        """Every gssproxy socket this policy can send a request to."""
+        named = {r.socket for r in self.rules} | {self.defaults.socket}
+        return frozenset(s for s in named if s)
+
     # Members of these groups (host NSS, e.g. AD's "protected users" through winbind or sssd)
     # are never impersonated: Samba's KDC does not refuse S4U for Protected Users itself.
     deny_groups: frozenset[str] = frozenset()

@@ -27,6 +27,7 @@ without an X-GSSPROXY entry would make the interposer try local krb5 first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -130,19 +131,28 @@ def _drop() -> None:
         os.close(status)
 
 
-def prepare() -> None:
+def prepare(socket: str | None = None) -> None:
     """Worker, host namespaces, before any plan: no capability left (uid 0 stays), then the
     mech glue and the interposer loaded with GSS_USE_PROXY=yes (read then; the socket, read
-    at connect time, and krb5.conf come with the plan). inquire_saslname_for_mech loads them
-    without a word to gssproxy. A prepared worker (child.Ready) runs this before its request
-    arrives."""
+    at connect time, and krb5.conf come with the plan). A prepared worker (child.Ready) runs
+    this before its request arrives. Given the `socket` its request will most likely name
+    (the policy's only one) it also asks that gssproxy for its mechanisms, which the
+    interposer otherwise asks once per process after its first context: one round trip
+    less on the request's path. Without, inquire_saslname_for_mech loads the mech glue
+    without a word to gssproxy."""
     if _prepared:
         return
     _drop()
-    _interpose("", None)
     import gssapi
 
-    gssapi.raw.inquire_saslname_for_mech(gssapi.MechType.kerberos)
+    if socket:
+        check_socket_dir(socket)
+        _interpose(socket, None)
+        with contextlib.suppress(gssapi.exceptions.GSSError):
+            gssapi.raw.indicate_mechs()
+    else:
+        _interpose("", None)
+        gssapi.raw.inquire_saslname_for_mech(gssapi.MechType.kerberos)
     _prepared.append(True)
 
 
