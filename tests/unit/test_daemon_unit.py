@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from upcall import daemon, pipeline, wire
-from upcall.policy import file as daemon_policy_file
 from upcall.errors import Reason
 from upcall.kernel.request import Request
+from upcall.policy import file as daemon_policy_file
 from upcall.sources.base import SourceKind, SourceToken
 from upcall.sources.proxy_cache import CacheKey, ProxyCache
 
