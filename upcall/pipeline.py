@@ -381,6 +381,9 @@ class PreparedWorkers(ForkedWorkers):
         if not isinstance(plan, proxy.ProxyPlan) or self._proxy is None:
             return None
         ready, self._proxy = self._proxy, None
+        if not ready.alive():  # it could not prepare (gssproxy did not answer): fork anew
+            ready.close()
+            return None
         return _Prepared(ready, proxy.run, plan, what)
 
     def close(self) -> None:

@@ -431,3 +431,21 @@ def test_a_worker_that_gave_its_result_is_collected_after_the_reply() -> None:
     assert child.run(linger_after, 10, "w") == {"ok": 1}
     child.finish()
     assert child._exiting == []
+
+
+def _give_up() -> None:
+    os._exit(0)
+
+
+def test_a_ready_worker_that_gave_up_preparing_is_not_alive() -> None:
+    ready = child.Ready(_give_up)
+    deadline = time.monotonic() + 5
+    while ready.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not ready.alive()
+    ready.close()
+    child.finish()
+    waiting = child.Ready(_prepare)
+    assert waiting.alive()
+    waiting.close()
+    child.finish()

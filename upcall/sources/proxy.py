@@ -27,7 +27,6 @@ without an X-GSSPROXY entry would make the interposer try local krb5 first.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
@@ -146,10 +145,18 @@ def prepare(socket: str | None = None) -> None:
     import gssapi
 
     if socket:
-        check_socket_dir(socket)
+        try:
+            check_socket_dir(socket)
+        except UpcallError:
+            socket = None  # only a guess: the request's own socket is checked as always
+    if socket:
         _interpose(socket, None)
-        with contextlib.suppress(gssapi.exceptions.GSSError):
+        try:
             gssapi.raw.indicate_mechs()
+        except gssapi.exceptions.GSSError:
+            # gssproxy did not answer: whether the interposer would ask again is its own
+            # business; this worker ends, and its handler forks a fresh one if it needs one
+            os._exit(0)
     else:
         _interpose("", None)
         gssapi.raw.inquire_saslname_for_mech(gssapi.MechType.kerberos)

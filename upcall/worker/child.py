@@ -237,6 +237,13 @@ class Ready:
         finally:
             self._ctl.close()
 
+    def alive(self) -> bool:
+        """Parent: still there, waiting (it ends early only if its preparation gave up)."""
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
+
     def close(self) -> None:
         """Parent: not needed after all (never given a plan, or given one whose result is no
         longer wanted): EOF makes a waiting one exit; finish() collects it, or kills it."""
