@@ -386,12 +386,18 @@ def _gated_body(marker: str, gate: Any) -> dict[str, Any]:
     return {"passed": True}
 
 
-def test_gated_worker_waits_at_its_gate_until_the_result_is_asked_for(tmp_path: Path) -> None:
+def _gated_at_its_gate(tmp_path: Path) -> tuple[child.Gated, str]:
+    """A Gated worker that has reached its gate (it wrote its `.before` marker)."""
     marker = str(tmp_path / "m")
     g = child.Gated(functools.partial(_gated_body, marker))
     deadline = time.monotonic() + 5
     while not Path(marker + ".before").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
+    return g, marker
+
+
+def test_gated_worker_waits_at_its_gate_until_the_result_is_asked_for(tmp_path: Path) -> None:
+    g, marker = _gated_at_its_gate(tmp_path)
     time.sleep(0.1)
     assert Path(marker + ".before").exists() and not Path(marker + ".after").exists()
     assert g.result(10, "gated") == {"passed": True}
@@ -400,11 +406,7 @@ def test_gated_worker_waits_at_its_gate_until_the_result_is_asked_for(tmp_path: 
 
 
 def test_cancelled_gated_worker_never_passes_its_gate(tmp_path: Path) -> None:
-    marker = str(tmp_path / "m")
-    g = child.Gated(functools.partial(_gated_body, marker))
-    deadline = time.monotonic() + 5
-    while not Path(marker + ".before").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    g, marker = _gated_at_its_gate(tmp_path)
     g.cancel()
     child.finish()  # collected (it exits at the gate), within the grace
     with pytest.raises(ChildProcessError):
