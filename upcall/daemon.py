@@ -3,15 +3,15 @@
 The parent imports everything once and then only accepts, queues and forks: it is
 single-threaded (forking from threads is unsafe, and a worker's setns(user) needs a single
 thread) and makes no GSSAPI call (gssproxy's interposer reads its environment at libgssapi's
-first call, which must happen in each proxy worker). Per request it forks a handler that reads
-the request, runs respond.py exactly as the in-process path does (which forks the credential
-workers of child.py behind the boundary of boundary.py), replies, and exits.
+first call, which must happen in each proxy worker). Each request goes to a handler of its own
+(handler.py), which answers exactly as the in-process path does and exits: one spare handler,
+forked while no other handler runs, waits with its workers prepared; under load one is forked
+per request. Handlers reach the parent's gssproxy credential cache over their channel
+(channel.py); the parent answers lookups at once and never waits on a handler.
 
 Only uid 0 peers are served (SO_PEERCRED): the socket lives in a root-only directory, and
 request-key runs the client as root. Concurrency is bounded (--max-workers); connections
-beyond it are accepted and acknowledged, then queued; each handler has a hard CPU-time and
-address-space limit and an alarm past the upcall's deadline, so no request can hold or bloat
-the daemon.
+beyond it are accepted and acknowledged, then queued.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import resource
 import select
 import signal
 import socket
@@ -30,179 +29,17 @@ import syslog
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
-from . import log, wire
+from . import handler, log, wire
+from .channel import HANDOFF, UPDATE_MAX, CacheState, on_message
 from .client import DEFAULT_SOCKET, clean_environment
-from .pipeline import SerialWorkers, Workers
-from .policy.file import DEFAULT_PATH as DEFAULT_POLICY
-from .policy.rules import Step
-from .sources.proxy_cache import CRED_MAX, CacheKey, CredCache, ProxyCache
-
-if TYPE_CHECKING:
-    from .sources.local import LocalPlan
-    from .sources.proxy import ProxyPlan
-    from .worker.child import Result
+from .handler import Pending
+from .sources.proxy_cache import ProxyCache
 
 LISTEN_FD = 3  # systemd socket activation: the first passed fd
-READ_TIMEOUT = 2.0  # for the client's request to arrive once connected
-HANDLER_AS_MAX = 1 << 30  # address space of one request's handler and its workers
-HANDLER_SLACK = 10  # seconds past the upcall deadline before a handler's alarm kills it
 QUEUE_MAX = 1024
 CPUS = os.cpu_count() or 1
 SPARE_WHILE_ACTIVE = max(1, CPUS - 1)  # the spare is made only while fewer handlers run
-
-
-@dataclass
-class Pending:
-    conn: socket.socket
-    accepted: float  # time.monotonic() (CLOCK_MONOTONIC: the same in every process)
-
-
-UPDATE_MAX = CRED_MAX + 4096  # one message on a handler's channel, bounded
-
-
-@dataclass
-class CacheState:
-    """Parent: gssproxy credentials of earlier upcalls (root-only memory, never persisted),
-    valid for the policy file they were made under (`sig`); a changed policy empties it.
-    The one owner of that rule: handlers reach it through ChannelLink, tests directly."""
-
-    cache: ProxyCache
-    sig: str = ""
-    proxy_seen: bool = False  # a handler asked about gssproxy: spares get a gssproxy worker
-    socket: str | None = None  # the one gssproxy socket of the policy last warmed, if one
-    last: tuple[str | None, str | None] = (None, None)  # the policy, krb5.conf last warmed
-
-    def view(self, sig: str) -> CredCache:
-        """What a request made under policy `sig` may use: nothing made under another."""
-        return self.cache if sig == self.sig else ProxyCache()
-
-    def put(self, sig: str, key: CacheKey, blob: bytes, expires: int) -> None:
-        if sig != self.sig:
-            self.cache.clear()  # the policy changed: nothing made under the old one is kept
-            self.sig = sig
-        self.cache.put(key, blob, expires)
-
-    def warm(self, policy: str | None, krb5: str | None) -> None:
-        """Parse the policy and host krb5.conf a handler used, here in the parent, so that
-        handlers forked from now on find them parsed (policy_file.parse, profile.read keep
-        what they parsed; the files are still checked and read per request)."""
-        from .krb5 import profile
-        from .policy import file as policy_file
-
-        with contextlib.suppress(Exception):  # the handler reports the problem, not us
-            profile.load(krb5)
-        try:
-            sockets = policy_file.load(policy).sockets
-        except Exception:
-            sockets = frozenset()
-        self.last = (policy, krb5)
-        self.socket = next(iter(sockets)) if len(sockets) == 1 else None
-
-
-class CacheLink(Protocol):
-    """Handler: what it asks of the daemon's parent (CacheState, or ChannelLink): the
-    cache, and to warm what this request parsed."""
-
-    def view(self, sig: str) -> CredCache: ...
-
-    def put(self, sig: str, key: CacheKey, blob: bytes, expires: int) -> None: ...
-
-    def warm(self, policy: str | None, krb5: str | None) -> None: ...
-
-
-def _key_records(sig: str, key: CacheKey) -> bytes:
-    return b"".join(wire.record(t, v.encode()) for t, v in (
-        (b"s", sig), (b"p", key.principal), (b"h", key.host), (b"k", key.socket)))  # fmt: skip
-
-
-LOOKUP_TIMEOUT = 0.5  # seconds for the parent to answer a cache lookup (it only looks up)
-
-
-class ChannelLink:
-    """Handler: the parent's CacheState over this handler's SEQPACKET channel. One message a
-    question: `g` (lookup) answered by `b` (the blob, maybe empty); `u` (update), unanswered.
-    A parent that does not answer in time is a miss, never a wait."""
-
-    def __init__(self, chan: socket.socket) -> None:
-        self.chan = chan
-
-    def view(self, sig: str) -> CredCache:
-        return _ChannelView(self, sig)
-
-    def lookup(self, sig: str, key: CacheKey) -> bytes | None:
-        try:
-            self.chan.settimeout(LOOKUP_TIMEOUT)
-            self.chan.send(wire.record(b"g", b"") + _key_records(sig, key))
-            data = self.chan.recv(UPDATE_MAX)
-            recs, rest = wire.records(data, UPDATE_MAX)
-        except (OSError, ValueError):
-            return None
-        if rest or len(recs) != 1 or recs[0][0] != b"b":
-            return None
-        return recs[0][1] or None
-
-    def warm(self, policy: str | None, krb5: str | None) -> None:
-        msg = wire.record(b"w", b"") + wire.record(b"P", (policy or "").encode())
-        msg += wire.record(b"H", (krb5 or "").encode())
-        if len(msg) <= UPDATE_MAX:
-            with contextlib.suppress(OSError):
-                self.chan.send(msg)
-
-    def put(self, sig: str, key: CacheKey, blob: bytes, expires: int) -> None:
-        msg = wire.record(b"u", b"") + _key_records(sig, key)
-        msg += wire.record(b"b", blob) + wire.record(b"e", b"%d" % expires)
-        if len(msg) <= UPDATE_MAX:
-            with contextlib.suppress(OSError):
-                self.chan.send(msg)
-
-
-@dataclass(frozen=True)
-class _ChannelView:
-    link: ChannelLink
-    sig: str
-
-    def get(self, key: CacheKey) -> bytes | None:
-        return self.link.lookup(self.sig, key)
-
-
-def on_message(data: bytes, state: CacheState) -> bytes | None:
-    """Parent: one message from a handler's channel; the answer to send back, if any.
-    Malformed messages are dropped (a lookup gets an empty answer)."""
-    try:
-        recs, rest = wire.records(data, UPDATE_MAX)
-        op = recs[0][0] if recs else b""
-        f = dict(recs[1:])
-        if rest:
-            raise ValueError("truncated")
-        if op == b"w":
-            state.warm(f[b"P"].decode() or None, f[b"H"].decode() or None)
-            return None
-        sig = f[b"s"].decode()
-        key = CacheKey(f[b"p"].decode(), f[b"h"].decode(), f[b"k"].decode())
-    except (KeyError, ValueError, UnicodeDecodeError):
-        return wire.record(b"b", b"") if data[:1] == b"g" else None
-    if op in (b"g", b"u"):
-        state.proxy_seen = True
-    if op == b"g":
-        return wire.record(b"b", state.view(sig).get(key) or b"")
-    if op == b"u":
-        try:
-            blob, expires = f[b"b"], int(f[b"e"])
-        except (KeyError, ValueError):
-            return None
-        state.put(sig, key, blob, expires)
-    return None
-
-
-def policy_sig(path: str | None) -> str:
-    """What identifies the policy file's content for the cache: inode, mtime, size."""
-    try:
-        st = os.stat(path or DEFAULT_POLICY)
-    except OSError:
-        return "none"
-    return f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -370,9 +207,6 @@ def serve(
     return 0
 
 
-HANDOFF = struct.Struct("d?")  # when the request was accepted; whether the daemon is busy
-
-
 def _hand_over(h: Handler, p: Pending, busy: bool) -> bool:
     """Parent: the connection, when it was accepted, and whether every CPU already has a
     handler (then the handler runs its steps in turn instead of overlapping them)."""
@@ -462,139 +296,11 @@ def _fork_handler(
                     os.close(h.pidfd)
         listener.close()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        code = _handler_main(theirs, rehearse, proxy)
+        code = handler.main(theirs, rehearse, proxy)
     except BaseException:
         code = 1
     finally:
         os._exit(code)
-
-
-def _handler_main(
-    chan: socket.socket, rehearse: tuple[str | None, str | None] | None, proxy: str | None
-) -> int:
-    """Handler: prepare its workers, rehearse, wait for the connection, serve it."""
-    from .pipeline import PreparedWorkers
-
-    workers = PreparedWorkers(proxy=proxy)
-    if rehearse is not None:
-        _rehearse(*rehearse)
-    try:
-        data, anc, _flags, _ = chan.recvmsg(64, socket.CMSG_SPACE(4))
-        fds = _fds(anc)
-        if len(data) != HANDOFF.size or len(fds) != 1:
-            return 0  # the parent let us go (EOF) or is not making sense
-        accepted, busy = HANDOFF.unpack(data)
-        workers.overlap = not busy
-        conn = socket.socket(fileno=fds[0])
-        return handle(Pending(conn, accepted), ChannelLink(chan), workers)
-    finally:
-        workers.close()
-
-
-# No pid (no caller to read), a documentation address, uid 0: nothing of anyone's is read.
-REHEARSAL = "ver=0x2;host=rehearsal.invalid;ip4=192.0.2.1;sec=krb5;uid=0xfffe;creduid=0xfffe"
-
-
-class _NoCredentials(SerialWorkers):
-    """The rehearsal's workers: every step fails at once, nothing is forked."""
-
-    def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
-        from .errors import CredentialError
-
-        raise CredentialError("rehearsal", hint="")
-
-
-def _rehearse(policy: str | None = None, krb5: str | None = None) -> None:
-    """Spare handler, before it has a request: run a request's code once on REHEARSAL (with
-    the policy and host krb5.conf the last request used) and workers that refuse, so that
-    the copy-on-write faults a forked handler takes on its first run (~850 pages here, ~2 ms
-    under this hypervisor) are paid before anyone waits. Reads root's policy and krb5.conf
-    and NSS for uid 65534, builds a reply, sends and logs nothing."""
-    from . import respond
-    from .cli import parse_args
-
-    extra = [*(["--policy", policy] if policy else []),
-             *(["--host-krb5-config", krb5] if krb5 else [])]  # fmt: skip
-    a = parse_args([*extra, "--dry-run", REHEARSAL, "--json"])
-    with contextlib.suppress(Exception):
-        respond.dry_reply(REHEARSAL, a, None, "daemon", workers=_NoCredentials())[0].encode()
-
-
-def _fds(anc: list[tuple[int, int, bytes]]) -> list[int]:
-    out: list[int] = []
-    for level, kind, payload in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            out.extend(struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]))
-    return out
-
-
-def _read_request(conn: socket.socket) -> tuple[list[tuple[bytes, bytes]], int | None]:
-    """Handler: the client's records and the pidfd it sent, bounded in size and time."""
-    conn.settimeout(READ_TIMEOUT)
-    buf, fds = b"", list[int]()
-    while True:
-        data, anc, _flags, _ = conn.recvmsg(wire.REQUEST_MAX, socket.CMSG_SPACE(4))
-        fds.extend(_fds(anc))
-        if not data:
-            break
-        buf += data
-        if len(buf) > wire.REQUEST_MAX:
-            raise ValueError("request too large")
-    recs, rest = wire.records(buf, wire.REQUEST_MAX)
-    if rest:
-        raise ValueError("truncated request")
-    for extra in fds[1:]:
-        os.close(extra)
-    return recs, (fds[0] if fds else None)
-
-
-def handle(p: Pending, link: CacheLink | None = None, workers: Workers | None = None) -> int:
-    """Handler: parse, respond exactly as in-process, reply; a new gssproxy credential goes
-    to the daemon's cache through `link`."""
-    from . import respond
-    from .cli import ArgumentError, parse_args
-    from .worker import child
-
-    recs, pidfd = _read_request(p.conn)
-    fields: dict[bytes, bytes] = {}
-    argv: list[str] = []
-    for tag, data in recs:
-        if tag == b"A":
-            argv.append(data.decode("utf-8", "surrogateescape"))
-        else:
-            fields[tag] = data
-    if fields.get(b"V") != wire.VERSION:
-        raise ValueError("unknown protocol version")
-    mode = fields.get(b"M", b"").decode()
-    serial = int(fields.get(b"S", b"0"))
-    text = fields.get(b"D", b"").decode("utf-8", "replace")
-    try:
-        a = parse_args(argv)
-    except ArgumentError as e:
-        p.conn.sendall(respond.bad_arguments(serial or None, str(e), argv).encode())
-        p.conn.close()
-        return 0
-    waited = time.monotonic() - p.accepted
-    a.deadline = max(0.0, a.deadline - waited)  # time spent queued counts
-    signal.alarm(int(a.deadline + HANDLER_SLACK))
-    resource.setrlimit(resource.RLIMIT_AS, (HANDLER_AS_MAX, HANDLER_AS_MAX))
-    via = "daemon" if waited < 1 else f"daemon (queued {waited:.1f} s)"
-    sig = policy_sig(a.policy)
-    cache = link.view(sig) if link is not None else None
-    if mode == "key":
-        reply, out = respond.key_reply(serial, text, a, pidfd, via, cache=cache, workers=workers)
-    elif mode == "dry":
-        reply, out = respond.dry_reply(text, a, pidfd, via, cache=cache, workers=workers)
-    else:
-        raise ValueError(f"unknown mode {mode!r}")
-    p.conn.sendall(reply.encode())
-    p.conn.close()  # the client reads to EOF: give it now, not after this process's teardown
-    if out is not None and out.cache_update is not None and link is not None:
-        link.put(sig, *out.cache_update)
-    if link is not None:
-        link.warm(a.policy, a.host_krb5_config)  # after the reply: off the request's path
-    child.finish()
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The warm daemon without root: the request reader (records, SCM_RIGHTS), the handler with a
-fake pipeline, the cache update channel, policy_sig, and the serve loop on a tmp socket (a
-non-root peer is refused; the accepted path runs with the peer check faked)."""
+"""The warm daemon (daemon.py, handler.py, channel.py) without root: the request reader
+(records, SCM_RIGHTS), the handler with a fake pipeline, the parent-handler channel,
+policy_sig, the rehearsal, and the serve loop on a tmp socket (a non-root peer is refused;
+the accepted path runs with the peer check faked)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from upcall import daemon, pipeline, wire
+from upcall import channel, daemon, handler, pipeline, wire
 from upcall.errors import Reason
 from upcall.kernel.request import Request
 from upcall.policy import file as daemon_policy_file
@@ -31,9 +32,9 @@ KEY = CacheKey("alice@LAB.TEST", "fs1.lab.test", "/run/gp.sock")
 def limits(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The handler's alarm and address-space limit, recorded instead of set on pytest."""
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(daemon.signal, "alarm", lambda s: seen.setdefault("alarm", s))
+    monkeypatch.setattr(handler.signal, "alarm", lambda s: seen.setdefault("alarm", s))
     monkeypatch.setattr(
-        daemon.resource, "setrlimit", lambda what, lim: seen.setdefault("rlimit", (what, lim))
+        handler.resource, "setrlimit", lambda what, lim: seen.setdefault("rlimit", (what, lim))
     )
     return seen
 
@@ -79,13 +80,13 @@ def _recv_all(sock: socket.socket) -> list[tuple[bytes, bytes]]:
 
 
 def test_policy_sig(tmp_path: Path) -> None:
-    assert daemon.policy_sig(str(tmp_path / "none")) == "none"
+    assert channel.policy_sig(str(tmp_path / "none")) == "none"
     p = tmp_path / "policy.yaml"
     p.write_text("a")
     st = p.stat()
-    assert daemon.policy_sig(str(p)) == f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:1"
+    assert channel.policy_sig(str(p)) == f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:1"
     p.write_text("ab")
-    assert daemon.policy_sig(str(p)).endswith(":2")
+    assert channel.policy_sig(str(p)).endswith(":2")
 
 
 def _update(sig: str = "S", **over: bytes) -> bytes:
@@ -109,20 +110,20 @@ def _lookup(sig: str = "S") -> bytes:
 
 
 def test_an_update_keeps_a_well_formed_credential_and_a_lookup_finds_it() -> None:
-    state = daemon.CacheState(ProxyCache(), sig="S")
-    assert daemon.on_message(_update(), state) is None  # updates are not answered
+    state = channel.CacheState(ProxyCache(), sig="S")
+    assert channel.on_message(_update(), state) is None  # updates are not answered
     assert state.cache.get(KEY) == b"blob" and state.sig == "S"
-    assert daemon.on_message(_lookup(), state) == wire.record(b"b", b"blob")
+    assert channel.on_message(_lookup(), state) == wire.record(b"b", b"blob")
     # made under another policy: a miss, and the cache stays
-    assert daemon.on_message(_lookup("other"), state) == wire.record(b"b", b"")
+    assert channel.on_message(_lookup("other"), state) == wire.record(b"b", b"")
     assert state.cache.get(KEY) == b"blob"
 
 
 def test_an_update_with_a_new_policy_sig_clears_the_cache() -> None:
-    state = daemon.CacheState(ProxyCache(), sig="old")
+    state = channel.CacheState(ProxyCache(), sig="old")
     other = CacheKey("bob@LAB.TEST", "fs2", "/run/gp.sock")
     assert state.cache.put(other, b"x", int(time.time()) + 7200)
-    daemon.on_message(_update("new"), state)
+    channel.on_message(_update("new"), state)
     assert state.sig == "new" and state.cache.get(other) is None
     assert state.cache.get(KEY) == b"blob"
 
@@ -140,31 +141,31 @@ def test_an_update_with_a_new_policy_sig_clears_the_cache() -> None:
     ids=["empty", "truncated", "bad-expiry", "not-utf8", "no-sig", "no-op"],
 )
 def test_malformed_messages_change_nothing(data: bytes) -> None:
-    state = daemon.CacheState(ProxyCache(), sig="S")
-    assert daemon.on_message(data, state) is None
+    state = channel.CacheState(ProxyCache(), sig="S")
+    assert channel.on_message(data, state) is None
     assert len(state.cache) == 0 and state.sig == "S"
 
 
 def test_a_malformed_lookup_gets_a_miss() -> None:
-    state = daemon.CacheState(ProxyCache(), sig="S")
-    daemon.on_message(_update(), state)
-    assert daemon.on_message(_lookup()[:-2], state) == wire.record(b"b", b"")
+    state = channel.CacheState(ProxyCache(), sig="S")
+    channel.on_message(_update(), state)
+    assert channel.on_message(_lookup()[:-2], state) == wire.record(b"b", b"")
 
 
 def test_channel_link_asks_the_parent_and_bounds_the_wait() -> None:
     """The handler's side against a parent loop's on_message, over a real SEQPACKET pair."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    state = daemon.CacheState(ProxyCache(), sig="S")
+    state = channel.CacheState(ProxyCache(), sig="S")
 
     def parent() -> None:
-        while data := theirs.recv(daemon.UPDATE_MAX):
-            answer = daemon.on_message(data, state)
+        while data := theirs.recv(channel.UPDATE_MAX):
+            answer = channel.on_message(data, state)
             if answer is not None:
                 theirs.send(answer)
 
     t = threading.Thread(target=parent)
     t.start()
-    link = daemon.ChannelLink(ours)
+    link = channel.ChannelLink(ours)
     try:
         assert link.view("S").get(KEY) is None
         link.put("S", KEY, b"blob", int(time.time()) + 7200)
@@ -178,8 +179,8 @@ def test_channel_link_asks_the_parent_and_bounds_the_wait() -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with ours, theirs:
         start = time.monotonic()
-        assert daemon.ChannelLink(ours).view("S").get(KEY) is None
-        assert time.monotonic() - start < daemon.LOOKUP_TIMEOUT + 1
+        assert channel.ChannelLink(ours).view("S").get(KEY) is None
+        assert time.monotonic() - start < channel.LOOKUP_TIMEOUT + 1
 
 
 # ---- the request reader ----------------------------------------------------------------------
@@ -191,7 +192,7 @@ def test_read_request_takes_records_and_the_first_fd_only() -> None:
     r2, w2 = os.pipe()
     try:
         _send(a, wire.request("dry", 0, DESC, ["-d"]), [r1, r2])
-        recs, fd = daemon._read_request(b)
+        recs, fd = handler._read_request(b)
         assert recs[:2] == [(b"V", b"1"), (b"M", b"dry")] and recs[-1] == (b"A", b"-d")
         assert fd is not None and os.path.sameopenfile(fd, r1)
         os.close(fd)
@@ -209,7 +210,7 @@ def test_read_request_refuses_truncated_and_oversized() -> None:
     a, b = socket.socketpair()
     _send(a, wire.request("dry", 0, DESC, [])[:-2])
     with pytest.raises(ValueError, match="truncated"):
-        daemon._read_request(b)
+        handler._read_request(b)
     a.close()
     b.close()
     a, b = socket.socketpair()
@@ -217,7 +218,7 @@ def test_read_request_refuses_truncated_and_oversized() -> None:
     t.start()
     try:
         with pytest.raises(ValueError, match="too large"):
-            daemon._read_request(b)
+            handler._read_request(b)
     finally:
         t.join()
         b.close()
@@ -233,12 +234,12 @@ def test_peer_uid_is_the_connecting_process_uid() -> None:
 
 
 def _handle(
-    msg: bytes, state: daemon.CacheState | None = None, waited: float = 0.0
+    msg: bytes, state: channel.CacheState | None = None, waited: float = 0.0
 ) -> list[tuple[bytes, bytes]]:
     a, b = socket.socketpair()
     with a, b:
         _send(a, msg)
-        assert daemon.handle(daemon.Pending(b, time.monotonic() - waited), state) == 0
+        assert handler.handle(handler.Pending(b, time.monotonic() - waited), state) == 0
         assert b.fileno() == -1  # closed by the handler as soon as the reply is out
         return _recv_all(a)
 
@@ -256,8 +257,8 @@ def test_handle_dry_run_replies_like_in_process(
     assert req.host == "fs1.lab.test" and opts.policy_path == str(policy)
     assert 5.0 < opts.deadline <= 6.0 and kw["pidfd"] is None
     assert kw["cache"] is None  # no daemon behind this handler: nothing to cache into
-    assert limits["alarm"] == int(opts.deadline + daemon.HANDLER_SLACK)
-    assert limits["rlimit"][1] == (daemon.HANDLER_AS_MAX, daemon.HANDLER_AS_MAX)
+    assert limits["alarm"] == int(opts.deadline + handler.HANDLER_SLACK)
+    assert limits["rlimit"][1] == (handler.HANDLER_AS_MAX, handler.HANDLER_AS_MAX)
 
 
 def test_handle_counts_time_spent_queued(fake: FakePipeline, limits: dict[str, Any]) -> None:
@@ -271,8 +272,8 @@ def test_handle_key_sends_the_cache_update_and_uses_the_matching_cache(
     fake: FakePipeline, limits: dict[str, Any], tmp_path: Path
 ) -> None:
     policy = str(tmp_path / "none.yaml")
-    sig = daemon.policy_sig(policy)
-    state = daemon.CacheState(ProxyCache(), sig=sig)
+    sig = channel.policy_sig(policy)
+    state = channel.CacheState(ProxyCache(), sig=sig)
     recs = _handle(wire.request("key", 42, KERNEL_KEY, ["--policy", policy, "42"]), state)
     reply = wire.Reply.decode(recs)
     assert reply.exit == 0 and reply.payload == b"PAYLOAD"
@@ -284,7 +285,7 @@ def test_handle_key_sends_the_cache_update_and_uses_the_matching_cache(
 def test_handle_with_a_changed_policy_uses_a_fresh_cache(
     fake: FakePipeline, limits: dict[str, Any]
 ) -> None:
-    state = daemon.CacheState(ProxyCache(), sig="stale")
+    state = channel.CacheState(ProxyCache(), sig="stale")
     _handle(wire.request("key", 42, KERNEL_KEY, ["42"]), state)
     assert fake.calls[0][2]["cache"] is not state.cache
 
@@ -310,7 +311,7 @@ def test_handle_refuses_protocol_errors(
     with a, b:
         _send(a, msg)
         with pytest.raises(ValueError, match=error):
-            daemon.handle(daemon.Pending(b, time.monotonic()))
+            handler.handle(handler.Pending(b, time.monotonic()))
     assert fake.calls == []
 
 
@@ -467,9 +468,9 @@ def test_rehearsal_runs_the_request_code_without_forking_reading_callers_or_prin
 
     monkeypatch.setattr(pipeline, "run_upcall", spy)
     monkeypatch.setattr(os, "fork", lambda: pytest.fail("the rehearsal forked"))
-    daemon._rehearse()
+    handler._rehearse()
     assert calls == ["rehearsal.invalid pid=None ok=False reason=Reason.NO_CREDENTIALS"]
-    daemon._rehearse("/nonexistent/policy.yaml", "/nonexistent/krb5.conf")  # refused: quietly
+    handler._rehearse("/nonexistent/policy.yaml", "/nonexistent/krb5.conf")  # refused: quietly
     assert len(calls) == 2 and "reason=Reason.BAD_POLICY" in calls[1]
     assert capfd.readouterr() == ("", "")
 
@@ -485,7 +486,7 @@ def test_warm_remembers_the_policy_and_its_only_gssproxy_socket(tmp_path: Path) 
         p.write_text(text + (f"rules:\n{rules}" if rules else ""))
         return str(p)
 
-    state = daemon.CacheState(ProxyCache())
+    state = channel.CacheState(ProxyCache())
     one = policy("/run/gp/a.sock")
     with pytest.MonkeyPatch.context() as m:  # the file checks want root's files: trust these
         m.setattr(daemon_policy_file, "read_trusted", lambda path: Path(path).read_text())
