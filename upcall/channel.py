@@ -1,11 +1,12 @@
-"""The channel between the warm daemon's parent and each of its handlers (a SEQPACKET
-socketpair, one message a record set): how the parent hands a handler its connection
-(HANDOFF), and what a handler asks of the parent: the gssproxy credential cache (lookups
-answered at once, updates kept) and to warm the policy and krb5.conf it parsed.
+"""The channels of a warm-daemon handler (SEQPACKET socketpairs, one message a record set).
 
-`CacheState` is the parent's side (the cache lives only in the parent's root-only memory,
-never on disk); `ChannelLink` the handler's. `on_message` runs in the parent and trusts a
-handler no further than its bounded, checked records.
+To the parent: how the parent hands the handler its connection (HANDOFF), and the handler's
+request to warm the policy and krb5.conf it parsed (`Warmth`, in the parent). To the cache
+keeper (keeper.py): the gssproxy credential cache (`CacheState`, in the keeper; lookups
+answered at once, updates kept). The cache lives in the keeper alone, a process nothing is
+forked from: no handler or worker inherits another user's credential or even its name.
+`ChannelLink` is the handler's side of both. `on_message` and `on_warm` trust a handler no
+further than its bounded, checked records.
 """
 
 from __future__ import annotations
@@ -26,15 +27,12 @@ UPDATE_MAX = CRED_MAX + 4096  # one message on a handler's channel, bounded
 
 @dataclass
 class CacheState:
-    """Parent: gssproxy credentials of earlier upcalls (root-only memory, never persisted),
+    """Keeper: gssproxy credentials of earlier upcalls (root-only memory, never persisted),
     valid for the policy file they were made under (`sig`); a changed policy empties it.
     The one owner of that rule: handlers reach it through ChannelLink, tests directly."""
 
     cache: ProxyCache
     sig: str = ""
-    proxy_seen: bool = False  # a handler asked about gssproxy: spares get a gssproxy worker
-    socket: str | None = None  # the one gssproxy socket of the policy last warmed, if one
-    last: tuple[str | None, str | None] = (None, None)  # the policy, krb5.conf last warmed
 
     def view(self, sig: str) -> CredCache:
         """What a request made under policy `sig` may use: nothing made under another."""
@@ -47,9 +45,20 @@ class CacheState:
         self.cache.put(key, blob, expires)
 
     def warm(self, policy: str | None, krb5: str | None) -> None:
-        """Parse the policy and host krb5.conf a handler used, here in the parent, so that
-        handlers forked from now on find them parsed (policy_file.parse, profile.read keep
-        what they parsed; the files are still checked and read per request)."""
+        """(Part of CacheLink for in-process use: there is nothing to warm.)"""
+
+
+@dataclass
+class Warmth:
+    """Parent: what the handlers' last request used, parsed here so that handlers forked
+    from now on find it parsed (policy_file.parse, profile.read keep what they parsed; the
+    files are still checked and read per request), and what a spare should prepare for."""
+
+    last: tuple[str | None, str | None] = (None, None)  # the policy, krb5.conf last warmed
+    proxy: str | None = None  # None: that policy names no gssproxy socket; else its only
+    # socket, or "" when it names several
+
+    def warm(self, policy: str | None, krb5: str | None) -> None:
         from .krb5 import profile
         from .policy import file as policy_file
 
@@ -60,12 +69,12 @@ class CacheState:
         except Exception:
             sockets = frozenset()
         self.last = (policy, krb5)
-        self.socket = next(iter(sockets)) if len(sockets) == 1 else None
+        self.proxy = (next(iter(sockets)) if len(sockets) == 1 else "") if sockets else None
 
 
 class CacheLink(Protocol):
-    """Handler: what it asks of the daemon's parent (CacheState, or ChannelLink): the
-    cache, and to warm what this request parsed."""
+    """Handler: what it asks of the daemon (ChannelLink; CacheState in-process): the cache,
+    and to warm what this request parsed."""
 
     def view(self, sig: str) -> CredCache: ...
 
@@ -79,25 +88,28 @@ def _key_records(sig: str, key: CacheKey) -> bytes:
         (b"s", sig), (b"p", key.principal), (b"h", key.host), (b"k", key.socket)))  # fmt: skip
 
 
-LOOKUP_TIMEOUT = 0.5  # seconds for the parent to answer a cache lookup (it only looks up)
+LOOKUP_TIMEOUT = 0.5  # seconds for the keeper to answer a cache lookup (it only looks up)
 
 
 class ChannelLink:
-    """Handler: the parent's CacheState over this handler's SEQPACKET channel. One message a
-    question: `g` (lookup) answered by `b` (the blob, maybe empty); `u` (update), unanswered.
-    A parent that does not answer in time is a miss, never a wait."""
+    """Handler: the keeper's CacheState over `cache` and the parent's Warmth over `chan`.
+    One message a question: `g` (lookup) answered by `b` (the blob, maybe empty); `u`
+    (update) and `w` (warm), unanswered. A keeper that does not answer in time is a miss,
+    never a wait."""
 
-    def __init__(self, chan: socket.socket) -> None:
-        self.chan = chan
+    def __init__(self, chan: socket.socket, cache: socket.socket | None) -> None:
+        self.chan, self.cache = chan, cache  # cache None: the keeper is gone, no cache
 
     def view(self, sig: str) -> CredCache:
         return _ChannelView(self, sig)
 
     def lookup(self, sig: str, key: CacheKey) -> bytes | None:
+        if self.cache is None:
+            return None
         try:
-            self.chan.settimeout(LOOKUP_TIMEOUT)
-            self.chan.send(wire.record(b"g", b"") + _key_records(sig, key))
-            data = self.chan.recv(UPDATE_MAX)
+            self.cache.settimeout(LOOKUP_TIMEOUT)
+            self.cache.send(wire.record(b"g", b"") + _key_records(sig, key))
+            data = self.cache.recv(UPDATE_MAX)
             recs, rest = wire.records(data, UPDATE_MAX)
         except (OSError, ValueError):
             return None
@@ -115,9 +127,9 @@ class ChannelLink:
     def put(self, sig: str, key: CacheKey, blob: bytes, expires: int) -> None:
         msg = wire.record(b"u", b"") + _key_records(sig, key)
         msg += wire.record(b"b", blob) + wire.record(b"e", b"%d" % expires)
-        if len(msg) <= UPDATE_MAX:
+        if len(msg) <= UPDATE_MAX and self.cache is not None:
             with contextlib.suppress(OSError):
-                self.chan.send(msg)
+                self.cache.send(msg)
 
 
 @dataclass(frozen=True)
@@ -130,7 +142,7 @@ class _ChannelView:
 
 
 def on_message(data: bytes, state: CacheState) -> bytes | None:
-    """Parent: one message from a handler's channel; the answer to send back, if any.
+    """Keeper: one message from a handler's cache channel; the answer to send back, if any.
     Malformed messages are dropped (a lookup gets an empty answer)."""
     try:
         recs, rest = wire.records(data, UPDATE_MAX)
@@ -138,15 +150,10 @@ def on_message(data: bytes, state: CacheState) -> bytes | None:
         f = dict(recs[1:])
         if rest:
             raise ValueError("truncated")
-        if op == b"w":
-            state.warm(f[b"P"].decode() or None, f[b"H"].decode() or None)
-            return None
         sig = f[b"s"].decode()
         key = CacheKey(f[b"p"].decode(), f[b"h"].decode(), f[b"k"].decode())
     except (KeyError, ValueError, UnicodeDecodeError):
         return wire.record(b"b", b"") if data[:1] == b"g" else None
-    if op in (b"g", b"u"):
-        state.proxy_seen = True
     if op == b"g":
         return wire.record(b"b", state.view(sig).get(key) or b"")
     if op == b"u":
@@ -156,6 +163,18 @@ def on_message(data: bytes, state: CacheState) -> bytes | None:
             return None
         state.put(sig, key, blob, expires)
     return None
+
+
+def on_warm(data: bytes, warmth: Warmth) -> None:
+    """Parent: one message from a handler's channel: only `w` (warm) is taken."""
+    try:
+        recs, rest = wire.records(data, UPDATE_MAX)
+        f = dict(recs[1:])
+        if rest or not recs or recs[0][0] != b"w":
+            return
+        warmth.warm(f[b"P"].decode() or None, f[b"H"].decode() or None)
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return
 
 
 def policy_sig(path: str | None) -> str:

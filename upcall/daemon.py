@@ -30,11 +30,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from . import handler, log, wire
-from .channel import HANDOFF, UPDATE_MAX, CacheState, on_message
+from . import handler, keeper, log, wire
+from .channel import HANDOFF, UPDATE_MAX, Warmth, on_warm
 from .client import DEFAULT_SOCKET, clean_environment
 from .handler import Pending
-from .sources.proxy_cache import ProxyCache
 
 LISTEN_FD = 3  # systemd socket activation: the first passed fd
 QUEUE_MAX = 1024
@@ -84,7 +83,7 @@ def preload() -> None:
 
     parser()  # built once here, not in every handler
     boundary.preload_host()
-    CacheState(ProxyCache()).warm(None, None)  # the default policy and /etc/krb5.conf
+    Warmth().warm(None, None)  # the default policy and /etc/krb5.conf, parsed once here
 
 
 def _systemd_socket() -> socket.socket | None:
@@ -161,12 +160,13 @@ def serve(
     queue: deque[Pending] | None = None,
 ) -> int:
     """Parent loop: accept (uid 0 only), acknowledge, queue, hand each request to a handler
-    (up to max_workers at once; one spare handler waits, forked ahead), answer the handlers'
-    cache lookups and keep their updates."""
+    (up to max_workers at once; one spare handler waits, forked ahead), warm what handlers
+    parsed. The gssproxy credential cache is the keeper's (keeper.py), forked first."""
     queue = queue if queue is not None else deque()
     active: dict[int, Handler] = {}  # pid -> handler serving a request
     chans: dict[int, Handler] = {}  # channel fd -> handler, while its channel is open
-    state = CacheState(ProxyCache())
+    cache = keeper.start([listener])
+    warmth = Warmth()
     spare: Handler | None = None
     served = 0
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -174,7 +174,8 @@ def serve(
         _reap(active)
         while queue and len(active) < max_workers:
             p = queue.popleft()
-            h, spare = spare or _fork_handler(listener, [*active.values(), *chans.values()]), None
+            others = [*active.values(), *chans.values()]
+            h, spare = spare or _fork_handler(listener, others, cache), None
             if _hand_over(h, p, busy=len(active) >= CPUS):
                 active[h.pid] = h
                 chans[h.chan.fileno()] = h
@@ -188,15 +189,14 @@ def serve(
             # Forked (and rehearsed) while CPUs are free, so that making it never slows a
             # request in flight; under load handlers are forked per request instead.
             others = [*active.values(), *chans.values()]
-            proxy = (state.socket or "") if state.proxy_seen else None
-            spare = _fork_handler(listener, others, rehearse=state.last, proxy=proxy)
+            spare = _fork_handler(listener, others, cache, rehearse=warmth.last, proxy=warmth.proxy)
         lfd = listener.fileno()
         wait = [lfd] if wanted else []
         exits = [h.pidfd for h in active.values() if h.pidfd >= 0]
         ready, _, _ = select.select([*wait, *chans, *exits], [], [], 0.05 if active else 1.0)
         for fd in ready:
             if fd in chans:
-                _on_channel(chans, fd, state)  # (an exit is reaped at the top of the loop)
+                _on_channel(chans, fd, warmth)  # (an exit is reaped at the top of the loop)
         if lfd in ready:
             _accept(listener, queue)
     if spare is not None:
@@ -204,6 +204,7 @@ def serve(
     while active:
         _reap(active)
         time.sleep(0.01)
+    cache.stop()
     return 0
 
 
@@ -224,8 +225,8 @@ def _discard(h: Handler, active: dict[int, Handler]) -> None:
     active[h.pid] = h
 
 
-def _on_channel(chans: dict[int, Handler], fd: int, state: CacheState) -> None:
-    """Parent: one message from a handler (a lookup answered at once, or an update)."""
+def _on_channel(chans: dict[int, Handler], fd: int, warmth: Warmth) -> None:
+    """Parent: one message from a handler: what to warm."""
     h = chans[fd]
     try:
         data = h.chan.recv(UPDATE_MAX + 1)
@@ -235,10 +236,8 @@ def _on_channel(chans: dict[int, Handler], fd: int, state: CacheState) -> None:
         del chans[fd]
         h.chan.close()
         return
-    answer = on_message(data, state) if len(data) <= UPDATE_MAX else None
-    if answer is not None:
-        with contextlib.suppress(OSError):
-            h.chan.send(answer)
+    if len(data) <= UPDATE_MAX:
+        on_warm(data, warmth)
 
 
 def _accept(listener: socket.socket, queue: deque[Pending]) -> bool:
@@ -274,7 +273,7 @@ def _reap(active: dict[int, Handler]) -> None:
 
 
 def _fork_handler(
-    listener: socket.socket, others: list[Handler],
+    listener: socket.socket, others: list[Handler], cache: keeper.Keeper,
     rehearse: tuple[str | None, str | None] | None = None, proxy: str | None = None,
 ) -> Handler:  # fmt: skip
     """Parent: a handler waiting for its connection, with its local worker (and unless
@@ -282,13 +281,17 @@ def _fork_handler(
     forked; `rehearse` (the policy and host krb5.conf the last request used) for a spare,
     not for one forked for a waiting request."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    kchan = cache.channel()  # its own channel to the keeper
     pid = os.fork()
     if pid:
         theirs.close()
+        if kchan is not None:
+            kchan.close()
         return Handler(pid, ours, os.pidfd_open(pid))
     code = 1
     try:
         ours.close()
+        cache.ctl.close()
         for h in others:  # the other handlers' channels and pidfds are not this one's
             h.chan.close()
             if h.pidfd >= 0:
@@ -296,7 +299,7 @@ def _fork_handler(
                     os.close(h.pidfd)
         listener.close()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        code = handler.main(theirs, rehearse, proxy)
+        code = handler.main(theirs, kchan, rehearse, proxy)
     except BaseException:
         code = 1
     finally:

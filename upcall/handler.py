@@ -42,9 +42,11 @@ class Pending:
 
 
 def main(
-    chan: socket.socket, rehearse: tuple[str | None, str | None] | None, proxy: str | None
-) -> int:
-    """Handler: prepare its workers, rehearse, wait for the connection, serve it."""
+    chan: socket.socket, cache: socket.socket | None,
+    rehearse: tuple[str | None, str | None] | None, proxy: str | None,
+) -> int:  # fmt: skip
+    """Handler: prepare its workers, rehearse, wait for the connection on `chan` (from the
+    parent), serve it with the keeper's cache over `cache`."""
     from .pipeline import PreparedWorkers
 
     workers = PreparedWorkers(proxy=proxy)
@@ -58,12 +60,12 @@ def main(
         accepted, busy = HANDOFF.unpack(data)
         workers.overlap = not busy
         conn = socket.socket(fileno=fds[0])
-        return handle(Pending(conn, accepted), ChannelLink(chan), workers)
+        return handle(Pending(conn, accepted), ChannelLink(chan, cache), workers)
     finally:
         workers.close()
 
 
-# No pid (no caller to read), a documentation address, uid 0: nothing of anyone's is read.
+# No pid (no caller to read), a documentation address, uid 65534: nothing of anyone's is read.
 
 
 REHEARSAL = "ver=0x2;host=rehearsal.invalid;ip4=192.0.2.1;sec=krb5;uid=0xfffe;creduid=0xfffe"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from upcall import channel, daemon, handler, pipeline, wire
+from upcall import channel, daemon, handler, keeper, pipeline, wire
 from upcall.errors import Reason
 from upcall.kernel.request import Request
 from upcall.policy import file as daemon_policy_file
@@ -152,35 +152,72 @@ def test_a_malformed_lookup_gets_a_miss() -> None:
     assert channel.on_message(_lookup()[:-2], state) == wire.record(b"b", b"")
 
 
-def test_channel_link_asks_the_parent_and_bounds_the_wait() -> None:
-    """The handler's side against a parent loop's on_message, over a real SEQPACKET pair."""
+def test_channel_link_asks_the_keeper_and_bounds_the_wait() -> None:
+    """The handler's side against the keeper's on_message and the parent's on_warm, over
+    real SEQPACKET pairs."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pours, ptheirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     state = channel.CacheState(ProxyCache(), sig="S")
 
-    def parent() -> None:
+    def keeper() -> None:
         while data := theirs.recv(channel.UPDATE_MAX):
             answer = channel.on_message(data, state)
             if answer is not None:
                 theirs.send(answer)
 
-    t = threading.Thread(target=parent)
+    t = threading.Thread(target=keeper)
     t.start()
-    link = channel.ChannelLink(ours)
+    link = channel.ChannelLink(pours, ours)
     try:
         assert link.view("S").get(KEY) is None
         link.put("S", KEY, b"blob", int(time.time()) + 7200)
         assert link.view("S").get(KEY) == b"blob"
         assert link.view("T").get(KEY) is None
+        link.warm("/etc/p.yaml", None)  # to the parent, not the keeper
+        warmth = channel.Warmth()
+        ptheirs.settimeout(5)
+        channel.on_warm(ptheirs.recv(channel.UPDATE_MAX), warmth)
+        assert warmth.last == ("/etc/p.yaml", None)
     finally:
         ours.close()
         t.join(5)
-        theirs.close()
-    # a parent that never answers: a miss within the bound, not a hang
+        for s in (theirs, pours, ptheirs):
+            s.close()
+    # a keeper that never answers: a miss within the bound, not a hang; none at all: a miss
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with ours, theirs:
         start = time.monotonic()
-        assert channel.ChannelLink(ours).view("S").get(KEY) is None
+        assert channel.ChannelLink(ours, ours).view("S").get(KEY) is None
         assert time.monotonic() - start < channel.LOOKUP_TIMEOUT + 1
+        assert channel.ChannelLink(ours, None).view("S").get(KEY) is None
+
+
+def test_keeper_serves_the_channels_the_parent_passes_and_ends_with_it() -> None:
+    """The real keeper process: two handlers' channels share one cache; EOF on the control
+    socket ends it."""
+    k = keeper.start([])
+    try:
+        a, b = k.channel(), k.channel()
+        assert a is not None and b is not None
+        la, lb = channel.ChannelLink(a, a), channel.ChannelLink(b, b)
+        la.put("S", KEY, b"blob", int(time.time()) + 7200)
+        deadline = time.monotonic() + 5
+        while lb.view("S").get(KEY) is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the update is unanswered: give the keeper a moment
+        assert lb.view("S").get(KEY) == b"blob"
+        a.close()
+        b.close()
+    finally:
+        k.ctl.close()
+        _, status = os.waitpid(k.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_on_warm_takes_only_warm_messages() -> None:
+    w = channel.Warmth()
+    channel.on_warm(_update(), w)
+    channel.on_warm(b"\xff", w)
+    assert w.last == (None, None)
 
 
 # ---- the request reader ----------------------------------------------------------------------
@@ -479,20 +516,20 @@ def test_warm_remembers_the_policy_and_its_only_gssproxy_socket(tmp_path: Path) 
     def policy(*sockets: str) -> str:
         p = tmp_path / f"policy-{len(sockets)}.yaml"
         rules = "".join(
-            f"- match:\n    servers: [fs{i}.lab.test]\n  socket: {s}\n"
+            f"- match:\n    servers: [fs{i}.lab.test]\n  mode: local-first\n  socket: {s}\n"
             for i, s in enumerate(sockets[1:])
         )
         text = f"version: 1\ndefaults:\n  mode: local-first\n  socket: {sockets[0]}\n"
         p.write_text(text + (f"rules:\n{rules}" if rules else ""))
         return str(p)
 
-    state = channel.CacheState(ProxyCache())
+    w = channel.Warmth()
     one = policy("/run/gp/a.sock")
     with pytest.MonkeyPatch.context() as m:  # the file checks want root's files: trust these
         m.setattr(daemon_policy_file, "read_trusted", lambda path: Path(path).read_text())
-        state.warm(one, None)
-        assert state.last == (one, None) and state.socket == "/run/gp/a.sock"
-        state.warm(policy("/run/gp/a.sock", "/run/gp/b.sock"), None)
-        assert state.socket is None  # two services: no guess
-        state.warm(str(tmp_path / "missing.yaml"), None)
-        assert state.socket is None and state.last[0] == str(tmp_path / "missing.yaml")
+        w.warm(one, None)
+        assert w.last == (one, None) and w.proxy == "/run/gp/a.sock"
+        w.warm(policy("/run/gp/a.sock", "/run/gp/b.sock"), None)
+        assert w.proxy == ""  # two services: a gssproxy worker, but no guess at its socket
+        w.warm(str(tmp_path / "missing.yaml"), None)
+        assert w.proxy is None and w.last[0] == str(tmp_path / "missing.yaml")

@@ -42,11 +42,15 @@ def gcc(src: str, out: Path, *flags: str) -> Path:
     return out
 
 
-def evil_plugin(out_dir: Path, report_dir: Path, mode: str = "record") -> Path:
-    """The krb5 plugin .so; its constructor writes report-* files into report_dir."""
-    code = {"record": 0, "flood": 1, "forge": 2, "fds": 3}[mode]
+def evil_plugin(
+    out_dir: Path, report_dir: Path, mode: str = "record", needles: Sequence[str] = ()
+) -> Path:
+    """The krb5 plugin .so; its constructor writes report-* files into report_dir (scan mode:
+    also scan-* files counting `needles` in its own memory)."""
+    code = {"record": 0, "flood": 1, "forge": 2, "fds": 3, "scan": 4}[mode]
+    extra = [f'-DSCAN_NEEDLES="{"|".join(needles)}"'] if needles else []
     return gcc("evil_plugin.c", out_dir / f"evil-{mode}.so", "-shared", "-fPIC",
-               f"-DEVIL_MODE={code}", f'-DREPORT_DIR="{report_dir}"')  # fmt: skip
+               f"-DEVIL_MODE={code}", f'-DREPORT_DIR="{report_dir}"', *extra)  # fmt: skip
 
 
 def sleeper(out_dir: Path) -> Path:

@@ -6,6 +6,9 @@
  *   forge:  also write a well-formed forged result JSON into every such pipe, then _exit(0)
  *   fds:    also list every fd >= 3 it holds (fds-* file) and write a forged daemon reply
  *           (wire records: stdout with a forged JSON, exit 0) into every socket among them
+ *   scan:   also read all of its own readable memory (/proc/self/maps, process_vm_readv) and
+ *           count the places holding each of the needles SCAN_NEEDLES names ("a|b|..."); the
+ *           counts go to a scan-* file ("needle=count" lines)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -16,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
 
@@ -24,6 +28,9 @@
 #endif
 #ifndef EVIL_MODE
 #define EVIL_MODE 0
+#endif
+#ifndef SCAN_NEEDLES
+#define SCAN_NEEDLES "X-GSSPROXY"
 #endif
 
 static void record(void) {
@@ -149,11 +156,57 @@ static void fds(void) {
     }
 }
 
+static void scan(void) {
+    char needles[512], *save = NULL, out[2048], path[512], line[512];
+    const char *list[16];
+    long counts[16] = {0};
+    int nn = 0;
+    snprintf(needles, sizeof needles, "%s", SCAN_NEEDLES);
+    for (char *t = strtok_r(needles, "|", &save); t && nn < 16; t = strtok_r(NULL, "|", &save))
+        list[nn++] = t;
+    FILE *maps = fopen("/proc/self/maps", "r");  /* 0444; /proc/self/mem is root's once non-dumpable */
+    long regions = 0, bytes = 0;
+    if (maps) {
+        while (fgets(line, sizeof line, maps)) {
+            unsigned long lo, hi;
+            char perms[8];
+            if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r') continue;
+            if (strstr(line, "[vvar]") || hi - lo > (1UL << 30)) continue;
+            char *buf = malloc(hi - lo);
+            if (!buf) continue;
+            struct iovec here = {buf, hi - lo}, there = {(void *)lo, hi - lo};
+            ssize_t got = process_vm_readv(getpid(), &here, 1, &there, 1, 0);
+            if (got > 0) {
+                regions++;
+                bytes += got;
+                for (int i = 0; i < nn; i++) {
+                    size_t k = strlen(list[i]);
+                    for (char *at = buf; (at = memmem(at, (size_t)(buf + got - at), list[i], k));
+                         at += k)
+                        counts[i]++;
+                }
+            }
+            free(buf);
+        }
+    }
+    if (maps) fclose(maps);
+    size_t n = (size_t)snprintf(out, sizeof out, "regions=%ld\nbytes=%ld\n", regions, bytes);
+    for (int i = 0; i < nn && n < sizeof out - 80; i++)
+        n += (size_t)snprintf(out + n, sizeof out - n, "%s=%ld\n", list[i], counts[i]);
+    snprintf(path, sizeof path, REPORT_DIR "/scan-%d-%ld", (int)getpid(), (long)time(NULL));
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd >= 0) {
+        if (write(fd, out, n) < 0) { /* nothing to do */ }
+        close(fd);
+    }
+}
+
 __attribute__((constructor)) static void evil_init(void) {
     record();
     if (EVIL_MODE == 1) flood();
     if (EVIL_MODE == 2) forge();
     if (EVIL_MODE == 3) fds();
+    if (EVIL_MODE == 4) scan();
 }
 
 /* krb5 looks these up after dlopen; refusing the version makes it skip the module quietly. */

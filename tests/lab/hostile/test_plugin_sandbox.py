@@ -19,6 +19,7 @@ import pytest
 
 from tests.components.samba import SambaLab
 from tests.lab.hostile import _attacks as A
+from tests.proxy_fixtures import Rig, proxy_upcall
 
 pytestmark = pytest.mark.lab
 
@@ -238,3 +239,54 @@ def test_worker_in_the_daemon_holds_no_channel_past_the_parent(
     doc = A.assert_clean_end(r)
     assert r.stdout.count("{") == r.stdout.count("}") and len(r.stdout.splitlines()) == 1, r.stdout
     assert doc["via"] == "daemon" and doc["principal"] != "bob@LAB.TEST", r.text()
+
+
+def test_worker_in_the_daemon_holds_no_other_users_cached_credential(
+    pt_rig: Rig, tmp_world: Path, cbin: Path, reports_dir: Path, tmp_path: Path
+) -> None:
+    """ATTACK: bob's impersonated access goes through the warm daemon first (the daemon now
+    keeps his gssproxy credential, keyed by his principal); then code in alice's local worker
+    (the plugin in scan mode) reads all of its own memory, which a forked worker shares with
+    whatever forked it, looking for bob's principal. Secure: the credential cache lives in a
+    process nothing is forked from; her worker holds no trace of bob."""
+    lab = pt_rig.lab
+    alice = lab.users["alice"]
+    bob_principal = f"bob@{lab.realm}"
+    scan_dir = A.world_dir(tmp_world, "scan-reports")
+    control = "needle-that-is-nowhere-else-" + secrets.token_hex(4)  # counts the plugin's
+    # own copies of its needles (its string literal, its parsed list)
+    so = A.evil_plugin(cbin, scan_dir, "scan", needles=[bob_principal, control])
+    conf = _conf(lab, tmp_world, so)
+    cc = f"FILE:/tmp/cc-alice-{secrets.token_hex(4)}"
+    env = lab.env(KRB5CCNAME=cc, PW=alice.password)
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    sock = run / "upcall.sock"
+    daemon = subprocess.Popen([A.HELPER, "serve", "--socket", str(sock)])
+    try:
+        for _ in range(200):
+            if sock.exists():
+                break
+            assert daemon.poll() is None, "daemon exited"
+            time.sleep(0.05)
+        assert sock.exists(), "daemon never listened"
+        bob = proxy_upcall(pt_rig, "bob", tmp_world, "--socket", str(sock))
+        assert bob.ok and bob.doc["via"] == "daemon" and bob.doc["principal"] == bob_principal
+        again = proxy_upcall(pt_rig, "bob", tmp_world, "--socket", str(sock))
+        assert "cached credential" in again.trail_text(), again.trail_text()  # it is kept
+        with A.hostile_caller(lab, "alice", env, _user_ns_argv(conf, cc)) as c:
+            for p in scan_dir.glob("scan-*"):
+                p.unlink()
+            desc = A.description(lab, alice.uid, c.pid)
+            r = A.dry_run(lab, desc, tmp_world, "--socket", str(sock))
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+    scans = [dict(ln.split("=", 1) for ln in p.read_text().splitlines()) for p in
+             scan_dir.glob("scan-*")]  # fmt: skip
+    assert scans, f"scan plugin never loaded in the worker:\n{r.text()}"
+    for found in scans:
+        print("worker memory scan:", found)
+        assert int(found["bytes"]) > 1 << 20 and int(found[control]) > 0  # it did look
+        assert found[bob_principal] == found[control], found  # no copy but its own needle
+    assert A.assert_clean_end(r)["via"] == "daemon"
