@@ -114,3 +114,24 @@ def own_ticket_upcall(
     lab.kinit(user, cc)
     with caller(lab, name, lab.env(KRB5CCNAME=cc)) as pid:
         return dry_run(lab, description(lab, user.uid, pid, **desc), workdir, *args)
+
+
+@contextmanager
+def warm_daemon(tmp_path: Path) -> Iterator[Path]:
+    """The installed helper's `serve` on a private socket in a root-only directory, for as long
+    as the block runs; yields the socket (the client finds it with --socket)."""
+    d = tmp_path / "run"
+    d.mkdir(mode=0o700)
+    sock = d / "upcall.sock"
+    proc = subprocess.Popen([HELPER, "serve", "--socket", str(sock)], stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            if sock.exists():
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "daemon exited"
+            time.sleep(0.05)
+        assert sock.exists(), "daemon never listened"
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -11,7 +11,6 @@ import os
 import re
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,28 +20,15 @@ import pytest
 from tests.components.samba import SambaLab
 from tests.components.smb_client import smb_session
 from tests.proxy_fixtures import Rig, proxy_upcall
-from tests.upcall_driver import HELPER, description, own_ticket_upcall
+from tests.upcall_driver import HELPER, description, own_ticket_upcall, warm_daemon
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Path]:
-    d = tmp_path / "run"
-    d.mkdir(mode=0o700)
-    sock = d / "upcall.sock"
-    proc = subprocess.Popen([HELPER, "serve", "--socket", str(sock)], stderr=subprocess.PIPE)
-    try:
-        for _ in range(200):
-            if sock.exists():
-                break
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.05)
-        assert sock.exists(), "daemon never listened"
+    with warm_daemon(tmp_path) as sock:
         yield sock
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_own_ticket_through_the_daemon_is_accepted_by_smbd(

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import secrets
 import shlex
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ import pytest
 from tests.components.samba import SambaLab
 from tests.lab.hostile import _attacks as A
 from tests.proxy_fixtures import Rig, proxy_upcall
+from tests.upcall_driver import warm_daemon
 
 pytestmark = pytest.mark.lab
 
@@ -210,25 +209,14 @@ def test_worker_in_the_daemon_holds_no_channel_past_the_parent(
     conf = _conf(samba_lab, tmp_world, so)
     cc = f"FILE:/tmp/cc-alice-{secrets.token_hex(4)}"
     env = samba_lab.env(KRB5CCNAME=cc, PW=alice.password)
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700)
-    sock = run / "upcall.sock"
-    daemon = subprocess.Popen([A.HELPER, "serve", "--socket", str(sock)])
-    try:
-        for _ in range(200):
-            if sock.exists():
-                break
-            assert daemon.poll() is None, "daemon exited"
-            time.sleep(0.05)
-        assert sock.exists(), "daemon never listened"
-        with A.hostile_caller(samba_lab, "alice", env, _user_ns_argv(conf, cc)) as c:
-            for p in fd_dir.glob("fds-*"):
-                p.unlink()
-            desc = A.description(samba_lab, alice.uid, c.pid)
-            r = A.dry_run(samba_lab, desc, tmp_world, "--socket", str(sock))
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=10)
+    with (
+        warm_daemon(tmp_path) as sock,
+        A.hostile_caller(samba_lab, "alice", env, _user_ns_argv(conf, cc)) as c,
+    ):
+        for p in fd_dir.glob("fds-*"):
+            p.unlink()
+        desc = A.description(samba_lab, alice.uid, c.pid)
+        r = A.dry_run(samba_lab, desc, tmp_world, "--socket", str(sock))
     listings = [p.read_text() for p in fd_dir.glob("fds-*")]
     assert listings, f"fds plugin never loaded in the worker:\n{r.text()}"
     for text in listings:
@@ -259,17 +247,7 @@ def test_worker_in_the_daemon_holds_no_other_users_cached_credential(
     conf = _conf(lab, tmp_world, so)
     cc = f"FILE:/tmp/cc-alice-{secrets.token_hex(4)}"
     env = lab.env(KRB5CCNAME=cc, PW=alice.password)
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700)
-    sock = run / "upcall.sock"
-    daemon = subprocess.Popen([A.HELPER, "serve", "--socket", str(sock)])
-    try:
-        for _ in range(200):
-            if sock.exists():
-                break
-            assert daemon.poll() is None, "daemon exited"
-            time.sleep(0.05)
-        assert sock.exists(), "daemon never listened"
+    with warm_daemon(tmp_path) as sock:
         bob = proxy_upcall(pt_rig, "bob", tmp_world, "--socket", str(sock))
         assert bob.ok and bob.doc["via"] == "daemon" and bob.doc["principal"] == bob_principal
         again = proxy_upcall(pt_rig, "bob", tmp_world, "--socket", str(sock))
@@ -279,9 +257,6 @@ def test_worker_in_the_daemon_holds_no_other_users_cached_credential(
                 p.unlink()
             desc = A.description(lab, alice.uid, c.pid)
             r = A.dry_run(lab, desc, tmp_world, "--socket", str(sock))
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=10)
     scans = [dict(ln.split("=", 1) for ln in p.read_text().splitlines()) for p in
              scan_dir.glob("scan-*")]  # fmt: skip
     assert scans, f"scan plugin never loaded in the worker:\n{r.text()}"
