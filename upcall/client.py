@@ -136,9 +136,8 @@ def _pin(description: str) -> int:
 def _ask_daemon(mode: str, serial: int, text: str, argv: list[str]) -> tuple[object, str]:
     """(Reply, "") from the daemon, or (None, why not)."""
     import _socket
-    import struct
 
-    from . import wire
+    from . import fdpass, wire
 
     path = _flag(argv, "--socket") or DEFAULT_SOCKET
     deadline = float(_flag(argv, "--deadline") or DEFAULT_DEADLINE)
@@ -151,8 +150,7 @@ def _ask_daemon(mode: str, serial: int, text: str, argv: list[str]) -> tuple[obj
         except OSError as e:
             return None, f"no daemon at {path}: {e.strerror or e}"
         msg = wire.request(mode, serial, text, argv)
-        anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", pidfd))]
-        s.sendmsg([msg], anc if pidfd >= 0 else [])
+        s.sendmsg([msg], fdpass.one(pidfd))
         s.shutdown(_socket.SHUT_WR)
         buf, recs, acked = b"", [], False
         while True:

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from . import handler, keeper, log, wire
+from . import fdpass, handler, keeper, log, wire
 from .channel import HANDOFF, UPDATE_MAX, Warmth, on_warm
 from .client import DEFAULT_SOCKET, clean_environment
 from .handler import Pending
@@ -211,9 +211,8 @@ def serve(
 def _hand_over(h: Handler, p: Pending, busy: bool) -> bool:
     """Parent: the connection, when it was accepted, and whether every CPU already has a
     handler (then the handler runs its steps in turn instead of overlapping them)."""
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", p.conn.fileno()))]
     try:
-        h.chan.sendmsg([HANDOFF.pack(p.accepted, busy)], anc)
+        h.chan.sendmsg([HANDOFF.pack(p.accepted, busy)], fdpass.one(p.conn.fileno()))
     except OSError:
         return False
     return True

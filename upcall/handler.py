@@ -15,14 +15,13 @@ import os
 import resource
 import signal
 import socket
-import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import wire
+from . import fdpass, wire
 from .channel import HANDOFF, CacheLink, ChannelLink, policy_sig
-from .pipeline import SerialWorkers, Workers
+from .pipeline import PreparedWorkers, SerialWorkers, Workers
 from .policy.rules import Step
 
 if TYPE_CHECKING:
@@ -47,14 +46,12 @@ def main(
 ) -> int:  # fmt: skip
     """Handler: prepare its workers, rehearse, wait for the connection on `chan` (from the
     parent), serve it with the keeper's cache over `cache`."""
-    from .pipeline import PreparedWorkers
-
     workers = PreparedWorkers(proxy=proxy)
     if rehearse is not None:
         _rehearse(*rehearse)
     try:
         data, anc, _flags, _ = chan.recvmsg(64, socket.CMSG_SPACE(4))
-        fds = _fds(anc)
+        fds = fdpass.received(anc)
         if len(data) != HANDOFF.size or len(fds) != 1:
             return 0  # the parent let us go (EOF) or is not making sense
         accepted, busy = HANDOFF.unpack(data)
@@ -66,8 +63,6 @@ def main(
 
 
 # No pid (no caller to read), a documentation address, uid 65534: nothing of anyone's is read.
-
-
 REHEARSAL = "ver=0x2;host=rehearsal.invalid;ip4=192.0.2.1;sec=krb5;uid=0xfffe;creduid=0xfffe"
 
 
@@ -96,21 +91,13 @@ def _rehearse(policy: str | None = None, krb5: str | None = None) -> None:
         respond.dry_reply(REHEARSAL, a, None, "daemon", workers=_NoCredentials())[0].encode()
 
 
-def _fds(anc: list[tuple[int, int, bytes]]) -> list[int]:
-    out: list[int] = []
-    for level, kind, payload in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            out.extend(struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]))
-    return out
-
-
 def _read_request(conn: socket.socket) -> tuple[list[tuple[bytes, bytes]], int | None]:
     """Handler: the client's records and the pidfd it sent, bounded in size and time."""
     conn.settimeout(READ_TIMEOUT)
     buf, fds = b"", list[int]()
     while True:
         data, anc, _flags, _ = conn.recvmsg(wire.REQUEST_MAX, socket.CMSG_SPACE(4))
-        fds.extend(_fds(anc))
+        fds.extend(fdpass.received(anc))
         if not data:
             break
         buf += data

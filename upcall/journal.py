@@ -23,6 +23,7 @@ import stat
 import struct
 from collections.abc import Mapping
 
+from . import fdpass
 from .errors import Reason
 
 SOCKET = "/run/systemd/journal/socket"
@@ -113,7 +114,7 @@ def _send_memfd(sock: socket.socket, data: bytes, path: str) -> None:
         os.write(fd, data)
         seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
-        sock.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))], 0, path)
+        sock.sendmsg([], fdpass.one(fd), 0, path)
     finally:
         os.close(fd)
 

@@ -17,9 +17,9 @@ import contextlib
 import os
 import select
 import socket
-import struct
 from dataclasses import dataclass
 
+from . import fdpass
 from .channel import UPDATE_MAX, CacheState, on_message
 from .sources.proxy_cache import ProxyCache
 
@@ -39,8 +39,7 @@ class Keeper:
         handler then works without a cache)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", theirs.fileno()))]
-            self.ctl.sendmsg([b"c"], anc)
+            self.ctl.sendmsg([b"c"], fdpass.one(theirs.fileno()))
         except OSError:
             ours.close()
             return None
@@ -93,12 +92,7 @@ def main(ctl: socket.socket) -> int:
 def _take_channel(ctl: socket.socket, chans: dict[int, socket.socket]) -> bool:
     """Keeper: the handler channel the parent sent; False when the parent has gone."""
     data, anc, _flags, _ = ctl.recvmsg(16, socket.CMSG_SPACE(4))
-    fds = [
-        fd
-        for level, kind, payload in anc
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
-        for fd in struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4])
-    ]
+    fds = fdpass.received(anc)
     if not data:
         return False
     for fd in fds:

@@ -23,12 +23,12 @@ import pickle
 import select
 import signal
 import socket
-import struct
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from .. import fdpass
 from ..errors import DeadlineExceeded, Reason, UpcallError, WorkerProtocolError, rebuild
 from ..sources.base import parse_trail
 
@@ -223,10 +223,8 @@ class Ready:
         """Parent: hand over `fn(plan)`; it starts at once (result() collects it)."""
         assert not self.used
         self.used = True
-        fd = getattr(plan, "pidfd", -1)
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))] if fd >= 0 else []
         try:
-            self._ctl.sendmsg([pickle.dumps((fn, plan))], anc)
+            self._ctl.sendmsg([pickle.dumps((fn, plan))], fdpass.one(getattr(plan, "pidfd", -1)))
         except BaseException as e:
             os.close(self._r)
             self._r = -1
@@ -320,12 +318,7 @@ def _ready_worker(prepare: Callable[[], None], ctl: socket.socket, w: int) -> No
         msg, anc, _flags, _ = ctl.recvmsg(PLAN_MAX, socket.CMSG_SPACE(4))
         if not msg:
             os._exit(0)  # the handler did not need us
-        fds = [
-            fd
-            for level, kind, data in anc
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
-            for fd in struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4])
-        ]
+        fds = fdpass.received(anc)
         ctl.close()
         fn, plan = pickle.loads(msg)  # from our own privileged parent: see Ready
         if fds:
