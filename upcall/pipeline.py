@@ -274,46 +274,6 @@ class SerialWorkers:
 
 
 @dataclass
-class _Early:
-    gated: child.Gated
-    what: str
-
-    def result(self, budget: float) -> Result:
-        return self.gated.result(budget, self.what)
-
-    def cancel(self) -> None:
-        self.gated.cancel()
-
-
-class ForkedWorkers(SerialWorkers):
-    """Each step in its own forked worker under `budget` seconds (child.run). With
-    `overlap`, start() forks a gssproxy worker at once and lets it prepare (child.Gated)."""
-
-    def __init__(self, overlap: bool = False) -> None:
-        self.overlap = overlap
-
-    def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
-        from .sources import local, proxy
-
-        if isinstance(plan, proxy.ProxyPlan):
-            return child.run(partial(proxy.run, plan), budget, what)
-        keep = (plan.pidfd,) if plan.pidfd >= 0 else ()
-        return child.run(partial(local.run, plan), budget, what, keep)
-
-    def start(
-        self, step: Step, plan: LocalPlan | ProxyPlan, what: str, *, speculate: bool
-    ) -> Started:
-        from .sources import proxy
-
-        if not self.overlap or not isinstance(plan, proxy.ProxyPlan):
-            return super().start(step, plan, what, speculate=speculate)
-        gated = child.Gated(partial(proxy.run, plan))
-        if speculate:
-            gated.go()
-        return _Early(gated, what)
-
-
-@dataclass
 class _Prepared:
     """A step's prepared worker (child.Ready), given its plan at once (a speculative start)
     or only when its result is asked for."""
@@ -337,6 +297,42 @@ class _Prepared:
         self.ready.close()
 
 
+class ForkedWorkers(SerialWorkers):
+    """Each step in its own forked worker under `budget` seconds (child.run). With
+    `overlap`, start() forks a gssproxy worker at once and lets it prepare (child.Ready):
+    it gets its plan when its result is asked for, or at once when `speculate`."""
+
+    def __init__(self, overlap: bool = False) -> None:
+        self.overlap = overlap
+
+    def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
+        from .sources import local, proxy
+
+        if isinstance(plan, proxy.ProxyPlan):
+            return child.run(partial(proxy.run, plan), budget, what)
+        keep = (plan.pidfd,) if plan.pidfd >= 0 else ()
+        return child.run(partial(local.run, plan), budget, what, keep)
+
+    def start(
+        self, step: Step, plan: LocalPlan | ProxyPlan, what: str, *, speculate: bool
+    ) -> Started:
+        from .sources import proxy
+
+        if not self.overlap or not isinstance(plan, proxy.ProxyPlan):
+            return super().start(step, plan, what, speculate=speculate)
+        return self._started(child.Ready(proxy.prepare), plan, what, speculate)
+
+    def _started(
+        self, ready: child.Ready, plan: ProxyPlan, what: str, speculate: bool
+    ) -> _Prepared:
+        from .sources import proxy
+
+        prepared = _Prepared(ready, proxy.run, plan, what)
+        if speculate and self.overlap:
+            prepared.give()
+        return prepared
+
+
 class PreparedWorkers(ForkedWorkers):
     """The daemon handler's: the first local step, and unless `proxy` is None (else: the
     socket to prepare for, or "") the first gssproxy step, run in workers forked and
@@ -355,27 +351,26 @@ class PreparedWorkers(ForkedWorkers):
             self._proxy = child.Ready(partial(gssproxy.prepare, proxy or None))
 
     def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
-        from .sources import local
+        from .sources import local, proxy
 
         if isinstance(plan, local.LocalPlan) and self._ready is not None:
             ready, self._ready = self._ready, None
             return ready.run(local.run, plan, budget, what)
-        prepared = self._take_proxy(plan, what)
-        if prepared is not None:
-            return prepared.result(budget)
+        taken = self._take_proxy(plan)
+        if taken is not None:
+            return taken[0].run(proxy.run, taken[1], budget, what)
         return super().run(step, plan, budget, what)
 
     def start(
         self, step: Step, plan: LocalPlan | ProxyPlan, what: str, *, speculate: bool
     ) -> Started:
-        prepared = self._take_proxy(plan, what)
-        if prepared is None:
+        taken = self._take_proxy(plan)
+        if taken is None:
             return super().start(step, plan, what, speculate=speculate)
-        if speculate and self.overlap:
-            prepared.give()
-        return prepared
+        return self._started(*taken, what, speculate)
 
-    def _take_proxy(self, plan: LocalPlan | ProxyPlan, what: str) -> _Prepared | None:
+    def _take_proxy(self, plan: LocalPlan | ProxyPlan) -> tuple[child.Ready, ProxyPlan] | None:
+        """The gssproxy worker forked with the spare, if this is its plan and it is ready."""
         from .sources import proxy
 
         if not isinstance(plan, proxy.ProxyPlan) or self._proxy is None:
@@ -384,7 +379,7 @@ class PreparedWorkers(ForkedWorkers):
         if not ready.alive():  # it could not prepare (gssproxy did not answer): fork anew
             ready.close()
             return None
-        return _Prepared(ready, proxy.run, plan, what)
+        return ready, plan
 
     def close(self) -> None:
         for ready in (self._ready, self._proxy):

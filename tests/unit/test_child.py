@@ -299,7 +299,7 @@ def test_worker_holds_only_its_result_pipe_and_what_it_keeps(tmp_path: Path) -> 
     assert len(out["fds"]) <= 6  # 0-2, the result pipe, the kept fd, listdir's own
 
 
-# ---- workers forked ahead: Ready (prepared, waiting for a plan) and Gated (waiting for go) ----
+# ---- workers forked ahead (Ready: prepared, waiting for a plan) -----------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,50 +379,57 @@ def test_ready_worker_given_an_unpicklable_function_is_let_go() -> None:
         os.waitpid(ready.pid, os.WNOHANG)
 
 
-def _gated_body(marker: str, gate: Any) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class _Marked:
+    marker: str
+    pidfd: int = -1
+
+
+def _mark_before(marker: str) -> None:
     Path(marker + ".before").write_text("x")
-    gate()
-    Path(marker + ".after").write_text("x")
+
+
+def _mark_after(plan: _Marked) -> dict[str, Any]:
+    Path(plan.marker + ".after").write_text("x")
     return {"passed": True}
 
 
-def _gated_at_its_gate(tmp_path: Path) -> tuple[child.Gated, str]:
-    """A Gated worker that has reached its gate (it wrote its `.before` marker)."""
+def _ready_and_prepared(tmp_path: Path) -> tuple[child.Ready, str]:
+    """A Ready worker that has prepared (it wrote its `.before` marker) and now waits."""
     marker = str(tmp_path / "m")
-    g = child.Gated(functools.partial(_gated_body, marker))
+    ready = child.Ready(functools.partial(_mark_before, marker))
     deadline = time.monotonic() + 5
     while not Path(marker + ".before").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    return g, marker
+    return ready, marker
 
 
-def test_gated_worker_waits_at_its_gate_until_the_result_is_asked_for(tmp_path: Path) -> None:
-    g, marker = _gated_at_its_gate(tmp_path)
+def test_ready_worker_waits_after_preparing_until_it_is_given_its_plan(tmp_path: Path) -> None:
+    ready, marker = _ready_and_prepared(tmp_path)
     time.sleep(0.1)
     assert Path(marker + ".before").exists() and not Path(marker + ".after").exists()
-    assert g.result(10, "gated") == {"passed": True}
+    assert ready.run(_mark_after, _Marked(marker), 10, "ready") == {"passed": True}
     assert Path(marker + ".after").exists()
     child.finish()
 
 
-def test_cancelled_gated_worker_never_passes_its_gate(tmp_path: Path) -> None:
-    g, marker = _gated_at_its_gate(tmp_path)
-    g.cancel()
-    child.finish()  # collected (it exits at the gate), within the grace
+def test_closed_ready_worker_never_runs_a_plan(tmp_path: Path) -> None:
+    ready, marker = _ready_and_prepared(tmp_path)
+    ready.close()
+    child.finish()  # collected (it exits at EOF), within the grace
     with pytest.raises(ChildProcessError):
-        os.waitpid(g.pid, os.WNOHANG)
+        os.waitpid(ready.pid, os.WNOHANG)
     assert not Path(marker + ".after").exists()
 
 
-def test_gated_worker_opened_early_runs_on_its_own(tmp_path: Path) -> None:
-    marker = str(tmp_path / "m")
-    g = child.Gated(functools.partial(_gated_body, marker))
-    g.go()
+def test_ready_worker_given_its_plan_early_runs_on_its_own(tmp_path: Path) -> None:
+    ready, marker = _ready_and_prepared(tmp_path)
+    ready.give(_mark_after, _Marked(marker), "ready")
     deadline = time.monotonic() + 5
     while not Path(marker + ".after").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert Path(marker + ".after").exists()  # before anyone asked for the result
-    assert g.result(10, "gated") == {"passed": True}
+    assert ready.result(10, "ready") == {"passed": True}
     child.finish()
 
 

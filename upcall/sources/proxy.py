@@ -32,7 +32,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -266,11 +266,8 @@ def _export(creds: Any, d: str) -> tuple[str, int] | None:
     return blob.hex(), int(time.time()) + lifetime
 
 
-def run(plan: ProxyPlan, gate: Callable[[], None] | None = None) -> dict[str, object]:
-    """The child's body: SourceToken JSON plus the trail, or UpcallError carrying the trail.
-    `gate` (child.Gated): called once the worker is ready to ask gssproxy (privileges
-    dropped, interposer environment set, mech glue loaded), before anything is created or
-    asked; it returns when the parent says go, or ends the worker."""
+def run(plan: ProxyPlan) -> dict[str, object]:
+    """The child's body: SourceToken JSON plus the trail, or UpcallError carrying the trail."""
     trail: list[Attempt] = []
     try:
         prepare()
@@ -279,8 +276,6 @@ def run(plan: ProxyPlan, gate: Callable[[], None] | None = None) -> dict[str, ob
         _interpose(plan.socket, plan.krb5_config)
         import gssapi
 
-        if gate is not None:
-            gate()
         with _scratch() as d:
             staged, why = _stage(plan, d)
             if staged:  # read when a krb5 context is made: at the first call that needs one

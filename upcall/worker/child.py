@@ -15,7 +15,6 @@ read source files, which in the caller's mount namespace are hers.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -25,7 +24,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from .. import fdpass
@@ -253,54 +251,6 @@ class Ready:
         os.close(self._r)
         self._r = -1
         _exiting.append(self.pid)
-
-
-class Gated:
-    """Parent: a worker started now that stops at its gate (`fn`'s argument, called once its
-    own preparation is done) until go(): its fork and preparation overlap whatever the
-    parent does meanwhile. cancel() lets it go without passing the gate."""
-
-    def __init__(self, fn: Callable[[Callable[[], None]], Result], keep: tuple[int, ...] = ()):
-        gate_r, self._gate = os.pipe()
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # worker
-            os.close(r)
-            os.close(self._gate)
-            _worker(partial(fn, partial(_wait_gate, gate_r)), w, (*keep, gate_r))
-        os.close(gate_r)
-        os.close(w)
-        self.pid, self._r = pid, r
-        self._open = True
-
-    def go(self) -> None:
-        if self._gate >= 0:
-            with contextlib.suppress(OSError):
-                os.write(self._gate, b"g")
-            os.close(self._gate)
-            self._gate = -1
-
-    def result(self, deadline: float, what: str) -> Result:
-        """Parent: open the gate (if still closed) and collect as run() does."""
-        self.go()
-        self._open = False
-        return _result(self.pid, self._r, deadline, what)
-
-    def cancel(self) -> None:
-        if self._open:
-            self._open = False
-            if self._gate >= 0:
-                os.close(self._gate)  # EOF at the gate: the worker exits
-                self._gate = -1
-            os.close(self._r)
-            _exiting.append(self.pid)
-
-
-def _wait_gate(fd: int) -> None:
-    """Worker: block until the parent says go; EOF (cancelled, or the parent died): exit."""
-    if os.read(fd, 1) != b"g":
-        os._exit(0)
-    os.close(fd)
 
 
 PLAN_MAX = 64 * 1024
