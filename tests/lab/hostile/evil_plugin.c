@@ -33,8 +33,19 @@
 #define SCAN_NEEDLES "X-GSSPROXY"
 #endif
 
+/* One report file per kind and process: REPORT_DIR/<kind>-<pid>-<time>. */
+static void report(const char *kind, const char *buf, size_t n) {
+    char path[512];
+    snprintf(path, sizeof path, REPORT_DIR "/%s-%d-%ld", kind, (int)getpid(), (long)time(NULL));
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd >= 0) {
+        if (write(fd, buf, n) < 0) { /* nothing to do */ }
+        close(fd);
+    }
+}
+
 static void record(void) {
-    char path[512], line[512], buf[8192];
+    char line[512], buf[8192];
     uid_t r, e, s;
     gid_t gr, ge, gs;
     size_t n = 0;
@@ -64,12 +75,7 @@ static void record(void) {
     } else {
         n += snprintf(buf + n, sizeof buf - n, "status=unreadable\n");
     }
-    snprintf(path, sizeof path, REPORT_DIR "/report-%d-%ld", (int)getpid(), (long)time(NULL));
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd >= 0) {
-        if (write(fd, buf, n) < 0) { /* nothing to do */ }
-        close(fd);
-    }
+    report("report", buf, n);
     /* second channel: the helper's stderr */
     dprintf(2, "EVIL-PLUGIN-RAN pid=%d euid=%u\n", (int)getpid(), e);
 }
@@ -129,7 +135,7 @@ static void rec(int fd, char tag, const char *data, unsigned len) {
 static void fds(void) {
     static const char fake[] = "{\"outcome\": \"ok\", \"principal\": \"bob@LAB.TEST\", "
                                "\"source\": \"proxy\", \"impersonated\": true, \"via\": \"forged\"}\n";
-    char path[512], buf[8192], p[64], l[256];
+    char buf[8192], p[64], l[256];
     size_t n = 0;
     DIR *d = opendir("/proc/self/fd");
     struct dirent *de;
@@ -148,16 +154,11 @@ static void fds(void) {
         }
     }
     closedir(d);
-    snprintf(path, sizeof path, REPORT_DIR "/fds-%d-%ld", (int)getpid(), (long)time(NULL));
-    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (out >= 0) {
-        if (write(out, buf, n) < 0) { /* nothing to do */ }
-        close(out);
-    }
+    report("fds", buf, n);
 }
 
 static void scan(void) {
-    char needles[512], *save = NULL, out[2048], path[512], line[512];
+    char needles[512], *save = NULL, out[2048], line[512];
     const char *list[16];
     long counts[16] = {0};
     int nn = 0;
@@ -193,12 +194,7 @@ static void scan(void) {
     size_t n = (size_t)snprintf(out, sizeof out, "regions=%ld\nbytes=%ld\n", regions, bytes);
     for (int i = 0; i < nn && n < sizeof out - 80; i++)
         n += (size_t)snprintf(out + n, sizeof out - n, "%s=%ld\n", list[i], counts[i]);
-    snprintf(path, sizeof path, REPORT_DIR "/scan-%d-%ld", (int)getpid(), (long)time(NULL));
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd >= 0) {
-        if (write(fd, out, n) < 0) { /* nothing to do */ }
-        close(fd);
-    }
+    report("scan", out, n);
 }
 
 __attribute__((constructor)) static void evil_init(void) {
