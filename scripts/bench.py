@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -206,7 +207,26 @@ def kdc_str(cs: list[dict[str, int]]) -> str:
             f"S4U2Proxy {m['S4U2Proxy']:g})")  # fmt: skip
 
 
-class MemSampler:
+class _Poller:
+    """A daemon thread running _run() from `with` entry to exit (it watches _stop)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class MemSampler(_Poller):
     """Peak of (a) the summed VmRSS of processes named `names` and (b) the system's used memory
     (MemTotal - MemAvailable) above its level at start, sampled every `every` s."""
 
@@ -215,17 +235,8 @@ class MemSampler:
         self.peak_rss_kib = 0
         self.peak_procs = 0
         self.peak_used_kib = 0
-        self._stop = threading.Event()
         self._base = _used_kib()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> MemSampler:
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join()
+        super().__init__()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -265,7 +276,7 @@ def status_kib(pid: int, key: str) -> int:
     return 0
 
 
-class DescendantHWM:
+class DescendantHWM(_Poller):
     """Polls /proc for descendants of `root` (depth 1 = daemon handlers, >= 2 = workers) and keeps
     the largest VmHWM seen per depth: the last read before a process exits is its peak so far."""
 
@@ -275,16 +286,7 @@ class DescendantHWM:
         self.hwm: dict[int, int] = {}
         self.seen: dict[int, int] = {}
         self.dead: set[int] = set()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> DescendantHWM:
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join()
+        super().__init__()
 
     def _run(self) -> None:
         while not self._stop.is_set():
