@@ -147,8 +147,13 @@ def apply(
         problems = trial(staged_gssproxy(states, root))
     if problems:
         raise MergeConflict(problems)
-    if dry_run:
-        return states
+    if not dry_run:
+        _carry_out(states)
+    return states
+
+
+def _carry_out(states: list[FileState]) -> None:
+    """Write what is created or updated, unlink what is removed; the first failure stops."""
     for s in states:
         try:
             if s.action in (Action.CREATE, Action.UPDATE) and s.wanted is not None:
@@ -158,7 +163,6 @@ def apply(
                 files.fsync_dir(str(s.target.parent))
         except OSError as exc:
             raise WriteError([Problem(Code.IO, f"{s.target}: {exc.strerror or exc}")]) from None
-    return states
 
 
 def assess_removal(
@@ -190,12 +194,6 @@ def remove(
     problems = merge_conflicts(states, root)
     if problems:
         raise MergeConflict(problems)
-    if dry_run:
-        return states
-    for s in states:
-        try:
-            s.target.unlink()
-            files.fsync_dir(str(s.target.parent))
-        except OSError as exc:
-            raise WriteError([Problem(Code.IO, f"{s.target}: {exc.strerror or exc}")]) from None
+    if not dry_run:
+        _carry_out(states)  # every state is a REMOVE: assess_removal decides nothing else
     return states
