@@ -47,15 +47,12 @@ def configs(draw: st.DrawFn) -> m.Config:
         st.lists(st.integers(1, 2**32 - 2), min_size=len(names), max_size=len(names), unique=True)
     )
     split = draw(st.integers(0, len(names)))
+    # Each protected user's socket is its own (the schema refuses a shared one): drawn unique.
+    own = draw(st.lists(sock("prot"), min_size=split, max_size=split, unique=True))
+    prot_socks = [s if draw(st.booleans()) else None for s in own]
     protected = tuple(
-        m.ProtectedUser(
-            n,
-            u,
-            draw(abspath),
-            draw(st.none() | st.just(f"{n}-p@{rlm}")),
-            draw(st.none() | sock("prot")),
-        )
-        for n, u in zip(names[:split], uids[:split], strict=True)
+        m.ProtectedUser(n, u, draw(abspath), draw(st.none() | st.just(f"{n}-p@{rlm}")), s)
+        for n, u, s in zip(names[:split], uids[:split], prot_socks, strict=True)
     )
     local = tuple(
         m.LocalUser(n, u, f"{n}.ad@{draw(st.sampled_from([rlm, 'OTHER.ORG']))}")

@@ -169,6 +169,17 @@ def test_socket_rules() -> None:
     assert code is Code.CONFLICT and "another directory" in msg
 
 
+def test_protected_users_cannot_share_a_socket() -> None:
+    """gssproxy refuses two services on one socket that match the same callers (GP006)."""
+    text = GOOD + (
+        "protected_users:\n"
+        "  - {name: b, uid: 5000, keytab: /k, socket: /run/gp/prot/0.sock}\n"
+        "  - {name: c, uid: 5001, keytab: /k, socket: /run/gp/prot/0.sock}\n"
+    )
+    [(line, code, msg)] = problems(text)
+    assert (line, code) == (7, Code.CONFLICT) and "socket of its own" in msg
+
+
 def test_same_user_twice_and_root() -> None:
     text = GOOD + (
         "protected_users:\n  - {name: a, uid: 5000, keytab: /k}\n"
