@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -171,15 +172,21 @@ def test_worker_writes_the_report_and_exits(monkeypatch: pytest.MonkeyPatch) -> 
     # the real one in a fork)
     monkeypatch.setattr(child, "isolate", lambda w, keep=(): isolated.append((w, keep)))
     r, w = os.pipe()
-    try:
-        with pytest.raises(Exited):
-            child._worker(_ok, w, (7,))
-        assert isolated == [(w, (7,))]
-        data = os.read(r, 1 << 20)  # the worker closed its end itself: EOF after the report
-    finally:
+    got: list[bytes] = []
+
+    def parent() -> None:  # reads the result line, then lets the parked worker go
+        got.append(child._read_bounded(r, 0, 10, "w"))
         os.close(r)
+
+    reader = threading.Thread(target=parent)
+    reader.start()
+    with pytest.raises(Exited):
+        child._worker(_ok, w, (7,))  # returns only once the reader has closed its end
+    reader.join(10)
+    os.close(w)  # os._exit would have
+    assert isolated == [(w, (7,))]
     assert codes == [0]
-    assert child.parse(data, "w") == _ok()
+    assert child.parse(got[0], "w") == _ok()
 
 
 def test_clip_reprs_non_strings() -> None:
@@ -458,3 +465,52 @@ def test_a_ready_worker_that_gave_up_preparing_is_not_alive() -> None:
     assert waiting.alive()
     waiting.close()
     child.finish()
+
+
+def test_a_worker_that_gave_its_result_stays_parked_until_finish() -> None:
+    """Its teardown must not take a CPU from the request: it waits until after the reply."""
+    assert child.run(lambda: {"ok": 1}, 10, "w") == {"ok": 1}
+    [(pid, _r)] = child._exiting
+    time.sleep(0.2)
+    assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still there, parked
+    start = time.monotonic()
+    child.finish()
+    assert time.monotonic() - start < child.REAP_GRACE  # it left as soon as it was let go
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_parked_worker_leaves_when_its_parent_is_gone(tmp_path: Path) -> None:
+    """A handler that dies without finish(): the pipe's read end closes with it, and the
+    parked worker exits on its own (no orphan waits forever)."""
+    out = tmp_path / "grandchild"
+    mid = os.fork()
+    if mid == 0:  # the parent of the worker, which exits without finish()
+        try:
+            child.run(lambda: {"ok": 1}, 10, "w")
+            [(pid, _r)] = child._exiting
+            out.write_text(str(pid))
+        finally:
+            os._exit(0)
+    os.waitpid(mid, 0)
+    pid = int(out.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail(f"parked worker {pid} outlived its parent")
+
+
+def test_only_the_first_line_of_a_result_counts() -> None:
+    """A (hostile) worker that writes on after its result line changes nothing."""
+    r, w = os.pipe()
+    try:
+        os.write(w, b'{"ok": {"a": 1}}\n{"ok": {"a": 2}}\n' + b"x" * 1000)
+        assert child.parse(child._read_bounded(r, 0, 5, "w"), "w") == {"a": 1}
+    finally:
+        os.close(r)
+        os.close(w)
