@@ -2,18 +2,25 @@
 
 python-keyutils covers describe; the handler-only calls (assume_authority, instantiate, negate)
 come from the raw cffi layer. Each step's OSError becomes a KeyringError with the step named.
+
+The thin client instantiates and negates through this module: on their success path it imports
+only errno and the raw layer (errors.py, with dataclasses and typing behind it, costs a
+request ~19 ms of imports and is loaded only to raise).
 """
 
-from __future__ import annotations
-
 import errno
-from typing import TYPE_CHECKING
 
-from ..errors import KeyringError, KeyUnavailable
 from . import _keyctl
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .origin import KeyInfo
+
+
+def _keyring_error(message: str, hint: str = "") -> Exception:
+    from ..errors import KeyringError
+
+    return KeyringError(message, hint=hint)
 
 
 def describe_raw(serial: int) -> str:
@@ -23,11 +30,13 @@ def describe_raw(serial: int) -> str:
     try:
         raw = keyutils.describe_key(serial)
     except keyutils.Error as e:
+        from ..errors import KeyUnavailable
+
         raise KeyUnavailable(f"cannot describe key {serial}: {e.args[-1]}") from e
     return str(raw.decode("utf-8", errors="replace"))
 
 
-def describe(serial: int) -> KeyInfo:
+def describe(serial: int) -> "KeyInfo":
     """Client or in-process, root: the key's type, owner, permissions and description."""
     from .origin import parse_describe
 
@@ -40,7 +49,7 @@ def assume_authority(serial: int) -> None:
     try:
         _keyctl.assume_authority(serial)
     except OSError as e:
-        raise KeyringError(
+        raise _keyring_error(
             f"cannot assume authority over key {serial}: {e.strerror}",
             hint="run only by /sbin/request-key for a key under construction",
         ) from e
@@ -56,7 +65,7 @@ def instantiate(serial: int, payload: bytes) -> None:
             # Quota pressure can be transient (cifs.upcall retries once, too).
             if attempt == 1 and e.errno in (errno.EDQUOT, errno.ENOMEM):
                 continue
-            raise KeyringError(f"cannot instantiate key {serial}: {e.strerror}") from e
+            raise _keyring_error(f"cannot instantiate key {serial}: {e.strerror}") from e
 
 
 def negate(serial: int, timeout: int) -> None:
@@ -64,4 +73,4 @@ def negate(serial: int, timeout: int) -> None:
     try:
         _keyctl.negate(serial, timeout)
     except OSError as e:
-        raise KeyringError(f"cannot negate key {serial}: {e.strerror}") from e
+        raise _keyring_error(f"cannot negate key {serial}: {e.strerror}") from e
