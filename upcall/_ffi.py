@@ -2,7 +2,7 @@
 time) and the C libraries it calls into. Loading it parses nothing: no pycparser at upcall time.
 """
 
-import os
+import posix  # not os: the thin client imports this module
 
 TYPE_CHECKING = False  # typing costs ~10 ms at start; the thin client imports this module
 if TYPE_CHECKING:
@@ -33,5 +33,5 @@ def check(rc: int, what: str) -> int:
     """C convention: a negative return sets errno; raise it as OSError naming the call."""
     if rc < 0:
         err = ffi.errno
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise OSError(err, f"{what}: {posix.strerror(err)}")
     return rc

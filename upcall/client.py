@@ -1,7 +1,7 @@
 """cifs-upcall's entry point: request-key runs it for each cifs.spnego key. Root, host namespaces.
 
 Thin on purpose: for a key (`... SERIAL`) or a dry run (`--dry-run DESCRIPTION`) it imports only
-os, sys, struct, _socket, syslog, python-keyutils and the pre-built cffi module (no site with
+posix, sys, _struct, _socket, syslog, python-keyutils and the pre-built cffi module (no site with
 `python3 -I -S`, no argparse, no gssapi). It does the keyring edge itself (assume authority,
 describe), pins the caller with a pidfd, and hands both to the warm daemon
 (`cifs-upcall serve`) over its root-only socket with the command line; the daemon parses the
@@ -13,7 +13,7 @@ If no daemon accepts the request within ACK_BOUND, the client runs the same code
 (`serve`, `doctor`, --help, --version, ...) goes to cli.py.
 """
 
-import os
+import posix  # not os (~1 ms of imports): the calls here are all in posix
 import sys
 
 from .paths import DAEMON_SOCKET as DEFAULT_SOCKET
@@ -35,8 +35,15 @@ def clean_environment() -> None:
     """Start from an environment of our own: request-key passes HOME and PATH, an admin's
     request-key line or shell may add GSS_USE_PROXY, KRB5_CONFIG, KRB5CCNAME, ... none of
     which may steer a root process (the workers set exactly what they need)."""
-    os.environ.clear()
-    os.environ["PATH"] = SAFE_PATH
+    for name in list(posix.environ):
+        posix.unsetenv(name)
+    posix.environ.clear()  # what os.environ starts from if os is imported later
+    posix.putenv(b"PATH", SAFE_PATH.encode())
+    posix.environ[b"PATH"] = SAFE_PATH.encode()
+    os = sys.modules.get("os")
+    if os is not None:  # already made from the old one: keep it true
+        os.environ.clear()
+        os.environ["PATH"] = SAFE_PATH
 
 
 def parse_serial(text: str) -> int:
@@ -180,7 +187,7 @@ def _ask_daemon(mode: str, serial: int, text: str, argv: list[str]) -> tuple[obj
     finally:
         s.close()
         if pidfd >= 0:
-            os.close(pidfd)
+            posix.close(pidfd)
 
 
 def apply(reply: object, serial: int | None) -> int:

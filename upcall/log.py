@@ -4,10 +4,11 @@ client (which writes the lines a handler composed) and wherever the helper logs 
 Where journald listens (/run/systemd/journal/socket), a line that comes with a journald entry
 (journal.entry: CIFS_UPCALL_* fields, a MESSAGE_ID per reason class, composed by the handler)
 goes to it instead; if journald does not take it, the line goes to syslog as before. Sending
-is a datagram on a `_socket`: the thin client imports nothing more for it."""
+is a datagram on a `_socket`: the thin client imports nothing more for it. The system calls go
+through `posix` and `_stat`, not os (~1 ms of imports at every upcall)."""
 
-import os
-import stat
+import _stat
+import posix
 import sys
 import syslog
 import time
@@ -27,7 +28,7 @@ def setup(
     global _echo, _file, _debug, _journal
     _echo, _file, _debug = echo, log_file, debug
     try:
-        _journal = journal_socket if stat.S_ISSOCK(os.stat(journal_socket).st_mode) else None
+        _journal = journal_socket if _stat.S_ISSOCK(posix.stat(journal_socket).st_mode) else None
     except OSError:
         _journal = None
     syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
@@ -98,11 +99,12 @@ def emit(priority: int, line: str, entry: bytes | None = None) -> None:
         # Written by root to a path the administrator named in request-key.d: O_NOFOLLOW so a
         # symlink planted there cannot redirect it.
         try:
-            fd = os.open(_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+            flags = posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_NOFOLLOW
+            fd = posix.open(_file, flags | posix.O_CLOEXEC, 0o640)
         except OSError:
             return
         try:
-            with os.fdopen(fd, "a") as f:
-                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {IDENT}[{os.getpid()}]: {line}\n")
+            with open(fd, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {IDENT}[{posix.getpid()}]: {line}\n")
         except OSError:
             pass

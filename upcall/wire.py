@@ -1,4 +1,5 @@
-"""The client <-> daemon protocol on the root-only socket. Pure; imports only struct.
+"""The client <-> daemon protocol on the root-only socket. Pure; imports only _struct (struct.py,
+its wrapper, costs the thin client ~0.15 ms).
 
 Both directions are records `tag (1 byte) | length (4 bytes, big endian) | data`, so the thin
 client needs no JSON or regex module, and a reader can bound every record before reading it.
@@ -15,12 +16,12 @@ daemon -> client:
     F  --log-file path   B  --payload-out path
 """
 
-import struct
+import _struct
 
 VERSION = b"1"
 REQUEST_MAX = 64 * 1024
 REPLY_MAX = 256 * 1024
-_HEAD = struct.Struct(">cI")
+_HEAD = _struct.Struct(">cI")
 
 
 def record(tag: bytes, data: bytes) -> bytes:

@@ -9,16 +9,22 @@ fake here, named as such: a unit test has no key under construction to instantia
 calls are in tests/root/test_keyring.py.
 """
 
+import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+from upcall import wire
 
 ROOT = str(Path(__file__).resolve().parents[2])
 # where python3-cffi-backend and python3-keyutils are (the launcher's own list)
 EXTRA = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
 
 # Never on the thin client's success paths.
-HEAVY = ("typing", "dataclasses", "enum", "inspect", "argparse", "json", "gssapi", "yaml",
+HEAVY = ("os", "struct", "stat", "typing", "dataclasses", "enum", "inspect", "argparse", "json",
+         "gssapi", "yaml",
          "contextlib", "upcall.errors", "upcall.cli", "upcall.respond",
          "upcall.pipeline")  # fmt: skip
 
@@ -78,3 +84,50 @@ def test_a_keyring_refusal_still_logs_its_reason() -> None:
     )  # fmt: skip
     assert "reason=keyring" in out.stdout
     assert "cannot instantiate key 125: Key has been revoked" in out.stdout
+
+
+def _fake_daemon(listener: socket.socket, got: list[bytes]) -> None:
+    """FAKE (named): answers one request as the daemon's handler would, with a fixed reply
+    (the real daemon is tests/lab/test_daemon_lab.py's; this one only proves what the
+    client loads on its way there and back)."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.sendall(wire.record(b"K", b""))
+        buf = b""
+        while chunk := conn.recv(65536):
+            buf += chunk
+        got.append(buf)
+        reply = wire.Reply()
+        reply.exit, reply.stdout = 0, '{"outcome": "ok"}\n'
+        reply.lines = [(6, "outcome=ok source=ccache", b"")]
+        conn.sendall(reply.encode())
+
+
+def test_a_request_through_the_daemon_loads_nothing_heavy(tmp_path: Path) -> None:
+    path = str(tmp_path / "upcall.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    got: list[bytes] = []
+    server = threading.Thread(target=_fake_daemon, args=(listener, got))
+    server.start()
+    desc = "ver=0x2;host=fs.example.com;ip4=127.0.0.1;sec=krb5;uid=0x3e8;creduid=0x3e8;"
+    desc += f"pid=0x{os.getpid():x}"  # a live process: the client pins it
+    script = SCRIPT.format(root=ROOT, extra=EXTRA).split("# FAKE")[0] + (
+        f"code = client.run('dry', 0, ['--socket', {path!r}, '--dry-run', {desc!r}, '--json'])\n"
+        "assert code == 0, code\n"
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", script],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    finally:
+        server.join(10)
+        listener.close()
+    assert out.stdout == '{"outcome": "ok"}\n'  # the reply was carried out
+    assert got and desc.encode() in got[0]  # the request reached the daemon
+    loaded = set(out.stderr.split())
+    assert {"upcall.wire", "upcall.fdpass", "upcall.caller.pidpin"} <= loaded
+    assert sorted(loaded & set(HEAVY)) == []

@@ -1,11 +1,12 @@
 """Pin the process behind the kernel's pid= with a pidfd. Root, host namespaces (the thin client
-and the parent). Imports only os: the thin client uses it before handing the pidfd on.
+and the parent). Imports only posix (not os: ~1 ms less for the thin client, which uses it
+before handing the pidfd on).
 
 The kernel sends current->pid, a thread id; pidfd_open(2) wants a thread-group leader, so the
 thread is resolved to its process first and checked to still belong to it once pinned.
 """
 
-import os
+import posix
 
 
 class PinError(Exception):
@@ -31,15 +32,23 @@ def thread_group(tid: int) -> int:
         raise PinError(f"caller pid {tid}: unreadable status ({e})") from None
 
 
+def _exists(path: str) -> bool:
+    try:
+        posix.stat(path)
+    except OSError:
+        return False
+    return True
+
+
 def pin(pid: int) -> tuple[int, int]:
     """(pidfd, process id) for the kernel's pid=; the caller closes the pidfd."""
     tgid = thread_group(pid)
     try:
-        fd = os.pidfd_open(tgid)
+        fd = posix.pidfd_open(tgid)
     except OSError as e:
         raise PinError(f"caller pid {tgid}: {e.strerror}") from None
-    if tgid != pid and not os.path.exists(f"/proc/{tgid}/task/{pid}"):
-        os.close(fd)
+    if tgid != pid and not _exists(f"/proc/{tgid}/task/{pid}"):
+        posix.close(fd)
         raise PinError(f"thread {pid} is no longer part of process {tgid}")
     return fd, tgid
 
