@@ -20,6 +20,8 @@ from .paths import DAEMON_SOCKET as DEFAULT_SOCKET
 
 TYPE_CHECKING = False  # typing costs the thin client ~9 ms of imports
 if TYPE_CHECKING:
+    import _socket
+
     from .errors import KeyringError
 
 __all__ = ["DEFAULT_SOCKET", "apply", "clean_environment", "main", "parse_serial", "settled"]
@@ -109,11 +111,13 @@ def _main(args: list[str]) -> int:
 
 def run(mode: str, serial: int, argv: list[str]) -> int:
     """Key or dry run through the daemon, else in-process. Negates on every failure path."""
+    # Connected first: the daemon accepts and hands the connection to a handler while this
+    # process loads the keyring layer and asks the kernel (two CPUs' worth of overlap).
+    conn, why = _connect(argv)
     from .kernel import _keyctl
 
     described = ""
     reply = None
-    why = ""
     try:
         if mode == "key":
             import keyutils
@@ -121,9 +125,13 @@ def run(mode: str, serial: int, argv: list[str]) -> int:
             _keyctl.assume_authority(serial)
             described = keyutils.describe_key(serial).decode("utf-8", "replace")
         text = described.split(";", 4)[-1] if mode == "key" else _flag(argv, "--dry-run") or ""
-        reply, why = _ask_daemon(mode, serial, text if mode == "dry" else described, argv)
+        if conn is not None:
+            reply, why = _exchange(conn, mode, serial, text if mode == "dry" else described, argv)
     except Exception as e:
         why = f"{type(e).__name__}: {e}"
+    finally:
+        if conn is not None:
+            conn.close()
     if reply is None:
         from .cli import in_process
 
@@ -144,22 +152,44 @@ def _pin(description: str) -> int:
         return -1  # the daemon reports the caller as gone
 
 
+def _connect(argv: list[str]) -> "tuple[_socket.socket | None, str]":
+    """(The daemon's connection, "") or (None, why not), within ACK_BOUND."""
+    import _socket
+
+    path = _flag(argv, "--socket") or DEFAULT_SOCKET
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    s.settimeout(ACK_BOUND)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        return None, f"no daemon at {path}: {e.strerror or e}"
+    return s, ""
+
+
 def _ask_daemon(mode: str, serial: int, text: str, argv: list[str]) -> tuple[object, str]:
-    """(Reply, "") from the daemon, or (None, why not)."""
+    """(Reply, "") from the daemon, or (None, why not): _connect, then _exchange."""
+    conn, why = _connect(argv)
+    if conn is None:
+        return None, why
+    try:
+        return _exchange(conn, mode, serial, text, argv)
+    finally:
+        conn.close()
+
+
+def _exchange(
+    s: "_socket.socket", mode: str, serial: int, text: str, argv: list[str]
+) -> tuple[object, str]:
+    """(Reply, "") from the daemon on `s`, or (None, why not)."""
     import _socket
 
     from . import fdpass, wire
 
     path = _flag(argv, "--socket") or DEFAULT_SOCKET
     deadline = float(_flag(argv, "--deadline") or DEFAULT_DEADLINE)
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     pidfd = _pin(text)
     try:
-        s.settimeout(ACK_BOUND)
-        try:
-            s.connect(path)
-        except OSError as e:
-            return None, f"no daemon at {path}: {e.strerror or e}"
         msg = wire.request(mode, serial, text, argv)
         s.sendmsg([msg], fdpass.one(pidfd))
         s.shutdown(_socket.SHUT_WR)
@@ -185,7 +215,6 @@ def _ask_daemon(mode: str, serial: int, text: str, argv: list[str]) -> tuple[obj
         except ValueError as e:
             return None, f"daemon at {path}: {e}"
     finally:
-        s.close()
         if pidfd >= 0:
             posix.close(pidfd)
 

@@ -347,6 +347,38 @@ def test_ask_daemon_passes_the_pinned_caller(tmp_path: Path) -> None:
     d.close()
 
 
+def test_run_connects_before_it_asks_the_keyring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon hands the connection to a handler while the client loads the keyring
+    layer and asks the kernel: connect comes first."""
+    import keyutils
+
+    from upcall.kernel import _keyctl
+
+    path = str(tmp_path / "s")
+    d = FakeDaemon(path, _answer_ok)
+    order: list[str] = []
+    connect = client._connect
+    monkeypatch.setattr(
+        client, "_connect", lambda argv: (order.append("connect"), connect(argv))[1]
+    )
+    monkeypatch.setattr(
+        _keyctl, "assume_authority", lambda serial: order.append("authority")
+    )  # FAKE
+    monkeypatch.setattr(
+        keyutils, "describe_key", lambda serial: b"cifs.spnego;0;0;3f010000;" + DESC.encode()
+    )  # FAKE
+    monkeypatch.setattr(client, "apply", lambda reply, serial: 0)
+    try:
+        assert client.run("key", 77, ["--socket", path, "77"]) == 0
+    finally:
+        d.close()
+    assert order == ["connect", "authority"]
+    recs, _ = wire.records(d.request, wire.REQUEST_MAX)
+    assert (b"S", b"77") in recs
+
+
 def test_ask_daemon_without_a_daemon(tmp_path: Path) -> None:
     path = str(tmp_path / "none")
     reply, why = client._ask_daemon("dry", 0, DESC, ["--socket", path])

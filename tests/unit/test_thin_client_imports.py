@@ -10,13 +10,13 @@ calls are in tests/root/test_keyring.py.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from upcall import wire
+
+from .test_client_wire import FakeDaemon
 
 ROOT = str(Path(__file__).resolve().parents[2])
 # where python3-cffi-backend and python3-keyutils are (the launcher's own list)
@@ -86,31 +86,17 @@ def test_a_keyring_refusal_still_logs_its_reason() -> None:
     assert "cannot instantiate key 125: Key has been revoked" in out.stdout
 
 
-def _fake_daemon(listener: socket.socket, got: list[bytes]) -> None:
-    """FAKE (named): answers one request as the daemon's handler would, with a fixed reply
-    (the real daemon is tests/lab/test_daemon_lab.py's; this one only proves what the
-    client loads on its way there and back)."""
-    conn, _ = listener.accept()
-    with conn:
-        conn.sendall(wire.record(b"K", b""))
-        buf = b""
-        while chunk := conn.recv(65536):
-            buf += chunk
-        got.append(buf)
-        reply = wire.Reply()
-        reply.exit, reply.stdout = 0, '{"outcome": "ok"}\n'
-        reply.lines = [(6, "outcome=ok source=ccache", b"")]
-        conn.sendall(reply.encode())
+def _answer(req: bytes, fds: list[int]) -> bytes:
+    """What the (named fake) daemon of test_client_wire answers here: a fixed reply."""
+    reply = wire.Reply()
+    reply.exit, reply.stdout = 0, '{"outcome": "ok"}\n'
+    reply.lines = [(6, "outcome=ok source=ccache", b"")]
+    return wire.record(b"K", b"") + reply.encode()
 
 
 def test_a_request_through_the_daemon_loads_nothing_heavy(tmp_path: Path) -> None:
     path = str(tmp_path / "upcall.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1)
-    got: list[bytes] = []
-    server = threading.Thread(target=_fake_daemon, args=(listener, got))
-    server.start()
+    daemon = FakeDaemon(path, _answer)  # FAKE (named): proves what the client loads only
     desc = "ver=0x2;host=fs.example.com;ip4=127.0.0.1;sec=krb5;uid=0x3e8;creduid=0x3e8;"
     desc += f"pid=0x{os.getpid():x}"  # a live process: the client pins it
     script = SCRIPT.format(root=ROOT, extra=EXTRA).split("# FAKE")[0] + (
@@ -124,10 +110,9 @@ def test_a_request_through_the_daemon_loads_nothing_heavy(tmp_path: Path) -> Non
             capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
     finally:
-        server.join(10)
-        listener.close()
+        daemon.close()
     assert out.stdout == '{"outcome": "ok"}\n'  # the reply was carried out
-    assert got and desc.encode() in got[0]  # the request reached the daemon
+    assert desc.encode() in daemon.request  # the request reached the daemon
     loaded = set(out.stderr.split())
     assert {"upcall.wire", "upcall.fdpass", "upcall.caller.pidpin"} <= loaded
     assert sorted(loaded & set(HEAVY)) == []
