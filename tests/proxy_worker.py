@@ -39,7 +39,11 @@ def main() -> None:
         cached=bytes.fromhex(cached) if cached else None, export_cred=True,
     )  # fmt: skip
     try:
-        out: dict[str, Any] = {"ok": child.run(partial(proxy.run, plan), 20, plan.label)}
+        res = child.run(partial(proxy.run, plan), 20, plan.label)
+        # the credential for the daemon's cache comes after the result (child.then), as
+        # the handler reads it after its reply
+        out: dict[str, Any] = {"ok": {**res, **(child.follow_up(res, 5, plan.label) or {})}}
+        child.finish()
     except UpcallError as e:
         out = {"error": {"reason": e.reason.value, "message": e.message}, "trail": e.trail}
     print(json.dumps(out))

@@ -152,8 +152,9 @@ def handle(p: Pending, link: CacheLink | None = None, workers: Workers | None = 
         raise ValueError(f"unknown mode {mode!r}")
     p.conn.sendall(reply.encode())
     p.conn.close()  # the client reads to EOF: give it now, not after this process's teardown
-    if out is not None and out.cache_update is not None and link is not None:
-        link.put(sig, *out.cache_update)
+    update = out.cache_later() if out is not None and out.cache_later is not None else None
+    if update is not None and link is not None:
+        link.put(sig, *update)
     if link is not None:
         link.warm(a.policy, a.host_krb5_config)  # after the reply: off the request's path
     child.finish()

@@ -59,8 +59,9 @@ class Outcome:
     payload: bytes | None = None
     trail: list[Attempt] = field(default_factory=list)
     seconds: float = 0.0
-    # a gssproxy credential for the daemon's cache: (key, blob, end in unix seconds)
-    cache_update: tuple[CacheKey, bytes, int] | None = None
+    # a gssproxy credential for the daemon's cache, read once the reply is out (the worker
+    # exports it after its result): () -> (key, blob, end in unix seconds) or None
+    cache_later: Callable[[], tuple[CacheKey, bytes, int] | None] | None = None
 
     @property
     def source(self) -> str:
@@ -216,8 +217,7 @@ def _accept(res: dict[str, object], step: Step, what: str) -> tuple[SourceToken,
     """Parent: a worker's success, strictly parsed; the step decides what it may claim."""
     from .errors import WorkerProtocolError
 
-    extra = {"cred", "cred_expires"} if step.is_proxy else set()
-    if not {"token", "trail"} <= set(res) <= {"token", "trail"} | extra:
+    if not {"token", "trail"} <= set(res) <= {"token", "trail"}:
         raise WorkerProtocolError(f"{what} wrote a malformed result")
     token = SourceToken.from_json(res["token"], _ALLOWED[step], what)
     return token, parse_trail(res["trail"], what)
@@ -275,22 +275,19 @@ class SerialWorkers:
 
 @dataclass
 class _Prepared:
-    """A step's prepared worker (child.Ready), given its plan at once (a speculative start)
-    or only when its result is asked for."""
+    """A step's prepared worker (child.Ready), given its plan at once: to run (a speculative
+    start) or gated, to get as far as its first call to gssproxy and go on only when its
+    result is asked for (Ready.result opens the gate)."""
 
     ready: child.Ready
     fn: Callable[[Any], Result]
     plan: LocalPlan | ProxyPlan
     what: str
-    given: bool = False
 
-    def give(self) -> None:
-        self.ready.give(self.fn, self.plan, self.what)
-        self.given = True
+    def give(self, gated: bool) -> None:
+        self.ready.give(self.fn, self.plan, self.what, gated=gated)
 
     def result(self, budget: float) -> Result:
-        if not self.given:
-            self.give()
         return self.ready.result(budget, self.what)
 
     def cancel(self) -> None:
@@ -299,8 +296,8 @@ class _Prepared:
 
 class ForkedWorkers(SerialWorkers):
     """Each step in its own forked worker under `budget` seconds (child.run). With
-    `overlap`, start() forks a gssproxy worker at once and lets it prepare (child.Ready):
-    it gets its plan when its result is asked for, or at once when `speculate`."""
+    `overlap`, start() forks a gssproxy worker at once and gives it its plan (child.Ready):
+    gated (it goes on when its result is asked for), or to run at once when `speculate`."""
 
     def __init__(self, overlap: bool = False) -> None:
         self.overlap = overlap
@@ -328,8 +325,7 @@ class ForkedWorkers(SerialWorkers):
         from .sources import proxy
 
         prepared = _Prepared(ready, proxy.run, plan, what)
-        if speculate and self.overlap:
-            prepared.give()
+        prepared.give(gated=not (speculate and self.overlap))
         return prepared
 
 
@@ -413,7 +409,7 @@ def run_upcall(
     token: SourceToken | None = None
     payload: bytes | None = None
     failure: UpcallError | None = None
-    cache_update: tuple[CacheKey, bytes, int] | None = None
+    cache_later: Callable[[], tuple[CacheKey, bytes, int] | None] | None = None
     caller: CallerInfo | None = None
     early: Started | None = None
     try:
@@ -471,9 +467,8 @@ def run_upcall(
                     what = "local credential search"
                     res = workers.run(step, lplan, left, what)
                 got, steps = _accept(res, step, what)
-                if step.is_proxy and cache is not None:
-                    cred = parse_cred(res, what)
-                    cache_update = (key, *cred) if cred and key else None
+                if step.is_proxy and key is not None and pplan is not None and pplan.export_cred:
+                    cache_later = partial(_cred_later, res, key, what)
             except UpcallError as e:
                 trail.extend(e.trail)
                 nxt = "next source" if step is not decision.steps[-1] else "no source left"
@@ -499,6 +494,25 @@ def run_upcall(
     if failure is not None:
         return Outcome(False, req, uid, failure.reason, failure.message, failure.hint,
                        token=None, payload=None, trail=trail, seconds=seconds,
-                       cache_update=cache_update)  # fmt: skip
+                       cache_later=cache_later)  # fmt: skip
     return Outcome(True, req, uid, token=token, payload=payload, trail=trail, seconds=seconds,
-                   cache_update=cache_update)  # fmt: skip
+                   cache_later=cache_later)  # fmt: skip
+
+
+FOLLOW_UP_BOUND = 1.0  # seconds, after the reply, for a gssproxy worker's exported credential
+
+
+def _cred_later(res: Result, key: CacheKey, what: str) -> tuple[CacheKey, bytes, int] | None:
+    """Handler, after its reply: the credential the gssproxy worker that gave `res` exports
+    after its result (child.then), strictly parsed; None if it offers none in time or a
+    malformed one."""
+    from .errors import WorkerProtocolError
+
+    extra = child.follow_up(res, FOLLOW_UP_BOUND, what)
+    if extra is None:
+        return None
+    try:
+        cred = parse_cred(extra, what) if set(extra) <= {"cred", "cred_expires"} else None
+    except WorkerProtocolError:
+        return None
+    return (key, *cred) if cred else None

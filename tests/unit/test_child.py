@@ -175,7 +175,7 @@ def test_worker_writes_the_report_and_exits(monkeypatch: pytest.MonkeyPatch) -> 
     got: list[bytes] = []
 
     def parent() -> None:  # reads the result line, then lets the parked worker go
-        got.append(child._read_bounded(r, 0, 10, "w"))
+        got.append(child._read_line(r, b"", 10, "w")[0])
         os.close(r)
 
     reader = threading.Thread(target=parent)
@@ -470,7 +470,8 @@ def test_a_ready_worker_that_gave_up_preparing_is_not_alive() -> None:
 def test_a_worker_that_gave_its_result_stays_parked_until_finish() -> None:
     """Its teardown must not take a CPU from the request: it waits until after the reply."""
     assert child.run(lambda: {"ok": 1}, 10, "w") == {"ok": 1}
-    [(pid, _r)] = child._exiting
+    [parked] = child._exiting
+    pid = parked.pid
     time.sleep(0.2)
     assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still there, parked
     start = time.monotonic()
@@ -488,8 +489,8 @@ def test_a_parked_worker_leaves_when_its_parent_is_gone(tmp_path: Path) -> None:
     if mid == 0:  # the parent of the worker, which exits without finish()
         try:
             child.run(lambda: {"ok": 1}, 10, "w")
-            [(pid, _r)] = child._exiting
-            out.write_text(str(pid))
+            [parked] = child._exiting
+            out.write_text(str(parked.pid))
         finally:
             os._exit(0)
     os.waitpid(mid, 0)
@@ -510,7 +511,60 @@ def test_only_the_first_line_of_a_result_counts() -> None:
     r, w = os.pipe()
     try:
         os.write(w, b'{"ok": {"a": 1}}\n{"ok": {"a": 2}}\n' + b"x" * 1000)
-        assert child.parse(child._read_bounded(r, 0, 5, "w"), "w") == {"a": 1}
+        line, rest = child._read_line(r, b"", 5, "w")
+        assert child.parse(line, "w") == {"a": 1} and rest.startswith(b'{"ok": {"a": 2}}\n')
     finally:
         os.close(r)
         os.close(w)
+
+
+def _ahead_then_gate(plan: _Marked) -> dict[str, Any]:
+    Path(plan.marker + ".ahead").write_text("x")
+    if not child.wait_gate():
+        os._exit(0)
+    Path(plan.marker + ".after").write_text("x")
+    return {"passed": True}
+
+
+def _wait_for(path: str) -> bool:
+    deadline = time.monotonic() + 5
+    while not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return Path(path).exists()
+
+
+def test_a_gated_worker_gets_as_far_as_its_gate_and_goes_on_when_asked(tmp_path: Path) -> None:
+    ready, marker = _ready_and_prepared(tmp_path)
+    ready.give(_ahead_then_gate, _Marked(marker), "gated", gated=True)
+    assert _wait_for(marker + ".ahead")
+    time.sleep(0.1)
+    assert not Path(marker + ".after").exists()  # waiting at the gate
+    assert ready.result(10, "gated") == {"passed": True}  # result() opened it
+    assert Path(marker + ".after").exists()
+    child.finish()
+
+
+def test_a_gated_worker_let_go_stops_at_its_gate(tmp_path: Path) -> None:
+    ready, marker = _ready_and_prepared(tmp_path)
+    ready.give(_ahead_then_gate, _Marked(marker), "gated", gated=True)
+    assert _wait_for(marker + ".ahead")
+    ready.close()
+    child.finish()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(ready.pid, os.WNOHANG)  # gone, collected
+    assert not Path(marker + ".after").exists()
+
+
+def _with_then() -> dict[str, Any]:
+    child.then(lambda: {"later": 42})
+    child.then(lambda: None)  # nothing to add: no line
+    return {"first": 1}
+
+
+def test_a_follow_up_line_comes_after_the_result_and_only_for_its_worker() -> None:
+    res = child.run(_with_then, 10, "w")
+    assert res == {"first": 1}
+    assert child.follow_up(res, 5, "w") == {"later": 42}
+    assert child.follow_up(res, 0.2, "w") is None  # no more lines: EOF never comes, time does
+    assert child.follow_up({"first": 1}, 5, "w") is None  # not a worker's Answer
+    child.finish()

@@ -49,8 +49,9 @@ class FakePipeline:
         tok = SourceToken(
             SourceKind.PROXY, b"tok", bytes(16), 18, "alice@LAB.TEST", "cifs/fs1@LAB.TEST", True
         )
+        update = self.update
         return pipeline.Outcome(
-            True, req, 1000, token=tok, payload=b"PAYLOAD", cache_update=self.update
+            True, req, 1000, token=tok, payload=b"PAYLOAD", cache_later=lambda: update
         )
 
 

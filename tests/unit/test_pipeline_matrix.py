@@ -4,6 +4,7 @@ worker's result and the cache hand-over. No fork, no root, no KDC."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from upcall.sources.base import Attempt, SourceKind, SourceToken
 from upcall.sources.local import LocalPlan
 from upcall.sources.proxy import ProxyPlan
 from upcall.sources.proxy_cache import CacheKey, ProxyCache
+from upcall.worker import child
 
 UID = 4000123  # unknown to the host's NSS: named through principal_map
 PRINCIPAL = "alice@LAB.TEST"
@@ -465,45 +467,82 @@ def test_zero_deadline_runs_nothing(use_policy: Callable[[Policy], None], krb5: 
 # ---- the daemon's cache ----------------------------------------------------------------------
 
 
-def test_cache_hands_the_blob_in_and_the_new_credential_out(
+def _with_follow_up(res: dict[str, Any], line: bytes | None) -> child.Answer:
+    """A gssproxy worker's result as child.run gives it, its follow-up line (the exported
+    credential, written after the result) waiting in a real pipe."""
+    r, w = os.pipe()
+    if line is not None:
+        os.write(w, line + b"\n")
+    os.close(w)
+    return child.Answer(res, child._Parked(-1, r))
+
+
+def _cred_line(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_cache_hands_the_blob_in_and_the_new_credential_out_after_the_reply(
     use_policy: Callable[[Policy], None], krb5: str
 ) -> None:
     use_policy(_policy(Mode.PROXY_ONLY))
     cache = ProxyCache()
     key = CacheKey(PRINCIPAL, "fs1.lab.test", SOCKET)
     assert cache.put(key, b"old-blob", 2**31)
-    w = FakeWorkers(PROXY=_ok(SourceKind.PROXY, cred=b"new".hex(), cred_expires=2**31 - 1))
+    line = _cred_line(cred=b"new".hex(), cred_expires=2**31 - 1)
+    w = FakeWorkers(PROXY=_with_follow_up(_ok(SourceKind.PROXY), line))
     o = pipeline.Options(host_krb5_config=krb5)
     out = pipeline.run_upcall(_req(), o, cache=cache, workers=w)
     assert out.ok
     plan = w.calls[0][1]
     assert isinstance(plan, ProxyPlan) and plan.cached == b"old-blob" and plan.export_cred
-    assert out.cache_update == (key, b"new", 2**31 - 1)
+    assert out.cache_later is not None and out.cache_later() == (key, b"new", 2**31 - 1)
 
 
-def test_cache_without_offer_and_malformed_offer(
-    use_policy: Callable[[Policy], None], krb5: str
+@pytest.mark.parametrize(
+    "line",
+    [
+        None,  # the credential was not exported (or left as it was)
+        b"",  # the worker ended without one
+        _cred_line(cred="zz", cred_expires=5),
+        _cred_line(cred=b"x".hex(), cred_expires=5, token="more"),
+        b"[1, 2]",
+        b"not json",
+    ],
+)
+def test_no_or_a_malformed_follow_up_caches_nothing_and_keeps_the_token(
+    use_policy: Callable[[Policy], None], krb5: str, line: bytes | None
 ) -> None:
     use_policy(_policy(Mode.PROXY_FIRST))
     o = pipeline.Options(host_krb5_config=krb5)
-    out = pipeline.run_upcall(
-        _req(), o, cache=ProxyCache(), workers=FakeWorkers(PROXY=_ok(SourceKind.PROXY))
-    )
-    assert out.ok and out.cache_update is None
-    bad = _ok(SourceKind.PROXY, cred="zz", cred_expires=5)
+    w = FakeWorkers(PROXY=_with_follow_up(_ok(SourceKind.PROXY), line))
+    out = pipeline.run_upcall(_req(), o, cache=ProxyCache(), workers=w)
+    assert out.ok and out.source == "proxy"
+    assert out.cache_later is not None and out.cache_later() is None
+
+
+def test_a_credential_in_the_result_itself_is_refused(
+    use_policy: Callable[[Policy], None], krb5: str
+) -> None:
+    """It comes only as the follow-up line: in the result it is a malformed result."""
+    use_policy(_policy(Mode.PROXY_FIRST))
+    o = pipeline.Options(host_krb5_config=krb5)
+    bad = _ok(SourceKind.PROXY, cred=b"x".hex(), cred_expires=5)
     w = FakeWorkers(PROXY=bad, LOCAL=_ok(SourceKind.CCACHE))
     out = pipeline.run_upcall(_req(), o, cache=ProxyCache(), workers=w)
-    assert out.ok and out.source == "ccache" and out.cache_update is None
-    assert any("malformed credential" in t.detail for t in out.trail)
+    assert out.ok and out.source == "ccache"
+    assert any("malformed result" in t.detail for t in out.trail)
 
 
-def test_without_cache_credential_fields_are_allowed_but_ignored(
+def test_without_cache_no_credential_is_asked_for(
     use_policy: Callable[[Policy], None], krb5: str
 ) -> None:
     use_policy(_policy(Mode.PROXY_ONLY))
-    w = FakeWorkers(PROXY=_ok(SourceKind.PROXY, cred="zz", cred_expires=5))
+    line = _cred_line(cred=b"x".hex(), cred_expires=5)
+    w = FakeWorkers(PROXY=_with_follow_up(_ok(SourceKind.PROXY), line))
     out = _run(w, krb5)
-    assert out.ok and out.cache_update is None
+    plan = w.calls[0][1]
+    assert out.ok and out.cache_later is None
+    assert isinstance(plan, ProxyPlan) and not plan.export_cred
 
 
 # ---- the caller: pinned and read ---------------------------------------------------------------

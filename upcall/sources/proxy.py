@@ -19,8 +19,8 @@ Cached impersonation (proxy_cache.py): gss_export_cred of a gssproxy credential 
 the interposer (remote credentials cannot be exported), so the blob is what gss_store_cred_into
 writes: a FILE ccache holding only the X-GSSPROXY entry, gssproxy's gssx_cred, whose tickets
 and keys are encrypted with a key of the service's keytab. A worker given one makes it its
-default ccache (KRB5CCNAME=FILE: in a root-only scratch directory under /run, removed before
-it returns) and acquires: gssproxy checks only name and lifetime (no S4U2Self), and with
+default ccache (KRB5CCNAME=FILE: in a root-only scratch directory under /run, removed once its
+result is out, after the new blob's export: child.then) and acquires: gssproxy checks only name and lifetime (no S4U2Self), and with
 `allow_client_ccache_sync` the blob also holds the S4U2Proxy ticket. Not a cred_store: one
 without an X-GSSPROXY entry would make the interposer try local krb5 first.
 """
@@ -32,9 +32,8 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..errors import CredentialError, Reason, UpcallError
@@ -175,14 +174,11 @@ def _failure(e: Any, plan: ProxyPlan, phase: ProxyPhase, spn: str, what: str) ->
     return CredentialError(f"{what}: {e.gen_message()}", hint=c.hint, reason=c.reason)
 
 
-@contextmanager
-def _scratch() -> Iterator[str]:
-    """A root-only directory for the blob's FILE ccaches (tmpfs /run where there is one)."""
-    d = tempfile.mkdtemp(prefix="cifs-upcall-proxy-", dir="/run" if os.path.isdir("/run") else None)
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+def _scratch() -> str:
+    """A root-only directory for the blob's FILE ccaches (tmpfs /run where there is one);
+    run() removes it, after its result is out."""
+    where = "/run" if os.path.isdir("/run") else None
+    return tempfile.mkdtemp(prefix="cifs-upcall-proxy-", dir=where)
 
 
 def _acquire(plan: ProxyPlan, store: str | None) -> Any:
@@ -267,8 +263,14 @@ def _export(creds: Any, d: str) -> tuple[str, int] | None:
 
 
 def run(plan: ProxyPlan) -> dict[str, object]:
-    """The child's body: SourceToken JSON plus the trail, or UpcallError carrying the trail."""
+    """The child's body: SourceToken JSON plus the trail, or UpcallError carrying the trail.
+    Given ahead of its turn (a gated child.Ready) it gets as far as the first call to gssproxy
+    and waits there. The credential's export for the daemon's cache (plan.export_cred) and
+    the scratch directory's removal come after the result is out (child.then)."""
+    from ..worker import child
+
     trail: list[Attempt] = []
+    d: str | None = None
     try:
         prepare()
         check_socket_dir(plan.socket)
@@ -276,46 +278,59 @@ def run(plan: ProxyPlan) -> dict[str, object]:
         _interpose(plan.socket, plan.krb5_config)
         import gssapi
 
-        with _scratch() as d:
-            staged, why = _stage(plan, d)
-            if staged:  # read when a krb5 context is made: at the first call that needs one
-                os.environ["KRB5CCNAME"] = f"FILE:{staged}"
+        d = _scratch()
+        staged, why = _stage(plan, d)
+        if staged:  # read when a krb5 context is made: at the first call that needs one
+            os.environ["KRB5CCNAME"] = f"FILE:{staged}"
+        if not child.wait_gate():
+            shutil.rmtree(d, ignore_errors=True)
+            os._exit(0)  # the handler took another source: gssproxy is never asked
 
-            got: tuple[Any, SourceToken] | None = None
-            taken = False
-            if staged:
-                try:
-                    creds, st, taken = _from_cache(plan, staged)
-                    got = creds, st
-                    how = plan.how(ProxyPhase.ACQUIRE)
-                    note = f"cached credential: no {how}"
-                    if not taken:
-                        note = f"gssproxy renewed the cached credential ({how})"
-                    trail.append(Attempt(kind, "note", f"{who} via {plan.socket}: {note}"))
-                except (gssapi.exceptions.GSSError, UpcallError) as e:
-                    why = e.message if isinstance(e, UpcallError) else str(e)
-                    os.unlink(staged)  # no X-GSSPROXY entry: the interposer stays remote-only
-            if why:
-                note = f"cached credential not used ({why[:200]}); asking gssproxy afresh"
-                trail.append(Attempt(kind, "note", note))
-            if got is None:
-                got = _fresh(plan, trail)
-            creds, st = got
-            # the worker ends in os._exit: releasing the handle would be one more round trip
-            # to gssproxy before the result is written
-            _keep.append(creds)
-            how = "from the cached credential" if taken else plan.how(ProxyPhase.INIT)
-            trail.append(Attempt(kind, "ok", f"{st.principal} for {st.spn} ({how})"))
-            res: dict[str, object] = {"token": st.to_json(), "trail": [a.as_dict() for a in trail]}
-            # a repeat whose credential gssproxy left as it was: the daemon holds it already
-            kept = staged is not None and taken and _unchanged(staged, plan.cached)
-            cred = _export(creds, d) if plan.export_cred and not kept else None
-        if cred is not None:
-            res["cred"], res["cred_expires"] = cred
-        return res
-    except UpcallError as e:
-        e.trail = trail
+        got: tuple[Any, SourceToken] | None = None
+        taken = False
+        if staged:
+            try:
+                creds, st, taken = _from_cache(plan, staged)
+                got = creds, st
+                how = plan.how(ProxyPhase.ACQUIRE)
+                note = f"cached credential: no {how}"
+                if not taken:
+                    note = f"gssproxy renewed the cached credential ({how})"
+                trail.append(Attempt(kind, "note", f"{who} via {plan.socket}: {note}"))
+            except (gssapi.exceptions.GSSError, UpcallError) as e:
+                why = e.message if isinstance(e, UpcallError) else str(e)
+                os.unlink(staged)  # no X-GSSPROXY entry: the interposer stays remote-only
+        if why:
+            note = f"cached credential not used ({why[:200]}); asking gssproxy afresh"
+            trail.append(Attempt(kind, "note", note))
+        if got is None:
+            got = _fresh(plan, trail)
+        creds, st = got
+        # the worker ends in os._exit: releasing the handle would be one more round trip
+        # to gssproxy before the result is written
+        _keep.append(creds)
+        how = "from the cached credential" if taken else plan.how(ProxyPhase.INIT)
+        trail.append(Attempt(kind, "ok", f"{st.principal} for {st.spn} ({how})"))
+        # a repeat whose credential gssproxy left as it was: the daemon holds it already
+        kept = staged is not None and taken and _unchanged(staged, plan.cached)
+    except BaseException as e:
+        if d is not None:
+            shutil.rmtree(d, ignore_errors=True)
+        if isinstance(e, UpcallError):
+            e.trail = trail
         raise
+    child.then(partial(_after, creds, d, plan.export_cred and not kept))
+    return {"token": st.to_json(), "trail": [a.as_dict() for a in trail]}
+
+
+def _after(creds: Any, d: str, export: bool) -> dict[str, object] | None:
+    """Worker, once its result is out: the credential for the daemon's cache (the
+    follow-up line), then the scratch directory goes."""
+    try:
+        cred = _export(creds, d) if export else None
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return {"cred": cred[0], "cred_expires": cred[1]} if cred else None
 
 
 def _fresh(plan: ProxyPlan, trail: list[Attempt]) -> tuple[Any, SourceToken]:

@@ -97,20 +97,62 @@ def _worker(fn: Callable[[], Result], w: int, keep: tuple[int, ...]) -> None:
         os._exit(0)
 
 
-def _answer(w: int, data: bytes) -> None:
-    """Worker: write the result line, then park until the parent closes its end (after its
-    reply, or by exiting): only then is this address space torn down. _report's JSON has no
-    raw newline, so the line ends the result."""
+def then(fn: Callable[[], Result | None]) -> None:
+    """Worker: run `fn` after the result is written (work the request need not wait for, such
+    as the gssproxy credential's export); what it returns becomes a follow-up line the
+    parent may read after its reply (follow_up)."""
+    _thens.append(fn)
+
+
+_thens: list[Callable[[], Result | None]] = []
+
+
+def _write_line(w: int, data: bytes) -> None:
     view = memoryview(data + b"\n")
     while view:
         view = view[os.write(w, view) :]
+
+
+def _answer(w: int, data: bytes) -> None:
+    """Worker: write the result line, run what then() registered (each result a follow-up
+    line), then park until the parent closes its end (after its reply, or by exiting): only
+    then is this address space torn down. _report's JSON has no raw newline, so the line
+    ends the result."""
+    _write_line(w, data)
+    for fn in _thens:
+        try:
+            extra = fn()
+            if extra is not None:
+                _write_line(w, json.dumps(extra).encode()[: RESULT_MAX + 1])
+        except BaseException:  # a follow-up is optional: the result is out
+            pass
     parked = select.poll()
     parked.register(w, 0)  # a pipe's write end reports POLLERR once no reader is left
     parked.poll()
 
 
-# workers that gave their result and are parked (or exiting): (pid, our end of their pipe)
-_exiting: list[tuple[int, int]] = []
+class _Parked:
+    """Parent: a worker that gave its result and waits to be let go; `rest` is what was read
+    past its result line (the start of a follow-up)."""
+
+    __slots__ = ("pid", "r", "rest")
+
+    def __init__(self, pid: int, r: int, rest: bytes = b"") -> None:
+        self.pid, self.r, self.rest = pid, r, rest
+
+
+class Answer(dict[str, Any]):
+    """Parent: a worker's result (as parsed), which knows its parked worker (follow_up)."""
+
+    __slots__ = ("parked",)
+
+    def __init__(self, data: Result, parked: _Parked) -> None:
+        super().__init__(data)
+        self.parked = parked
+
+
+# workers that gave their result and are parked (or exiting)
+_exiting: list[_Parked] = []
 
 
 def finish() -> None:
@@ -118,12 +160,27 @@ def finish() -> None:
     of their pipe) and collect each within the grace; one that has not exited by then is
     killed (never waited for past it)."""
     while _exiting:
-        pid, r = _exiting.pop()
-        if r >= 0:
-            os.close(r)
-        if not reap(pid):
-            os.kill(pid, signal.SIGKILL)
-            reap(pid)
+        p = _exiting.pop()
+        if p.r >= 0:
+            os.close(p.r)
+        if not reap(p.pid):
+            os.kill(p.pid, signal.SIGKILL)
+            reap(p.pid)
+
+
+def follow_up(res: Result, deadline: float, what: str) -> Result | None:
+    """Parent, after its reply: the follow-up line of the worker that gave `res` (then()),
+    as an untrusted dict for the caller's strict parser, or None (none came within
+    `deadline`, it was malformed, or `res` is not an Answer). Never raises."""
+    parked = getattr(res, "parked", None)
+    if not isinstance(parked, _Parked) or parked.r < 0:
+        return None
+    try:
+        line, parked.rest = _read_line(parked.r, parked.rest, deadline, what)
+        out = json.loads(line) if line else None
+    except (UpcallError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
 
 
 def reap(pid: int, grace: float = REAP_GRACE) -> bool:
@@ -148,23 +205,25 @@ def _collect(pid: int) -> bool:
     return bool(done)  # 0: stuck in the kernel; init reaps it once we exit
 
 
-def _read_bounded(r: int, pid: int, deadline: float, what: str) -> bytes:
-    """Parent: the worker's result line (without its newline), or what it wrote before EOF."""
-    buf = bytearray()
+def _read_line(r: int, buf: bytes, deadline: float, what: str) -> tuple[bytes, bytes]:
+    """Parent: (the worker's next line without its newline, what was read past it), or
+    (what it wrote before EOF, b""). `buf`: what an earlier read left. Bounded in size and
+    time."""
+    data = bytearray(buf)
     end = time.monotonic() + deadline
     while True:
+        end_of_line = data.find(b"\n")
+        if 0 <= end_of_line <= RESULT_MAX:
+            return bytes(data[:end_of_line]), bytes(data[end_of_line + 1 :])
+        if len(data) > RESULT_MAX:
+            raise WorkerProtocolError(f"{what} wrote more than {RESULT_MAX} bytes")
         left = end - time.monotonic()
         if left <= 0 or not select.select([r], [], [], left)[0]:
             raise DeadlineExceeded(f"{what} did not finish within {deadline:g}s")
         chunk = os.read(r, 65536)
         if not chunk:
-            return bytes(buf)
-        buf += chunk
-        end_of_line = buf.find(b"\n")
-        if 0 <= end_of_line <= RESULT_MAX:
-            return bytes(buf[:end_of_line])  # anything after it is ignored
-        if len(buf) > RESULT_MAX:
-            raise WorkerProtocolError(f"{what} wrote more than {RESULT_MAX} bytes")
+            return bytes(data), b""
+        data += chunk
 
 
 def run(fn: Callable[[], Result], deadline: float, what: str, keep: tuple[int, ...] = ()) -> Result:
@@ -185,20 +244,21 @@ def _result(pid: int, r: int, deadline: float, what: str) -> Result:
     that gave a result stays parked until finish(), after the reply; one that failed is
     killed now."""
     try:
-        data = _read_bounded(r, pid, deadline, what)
+        data, rest = _read_line(r, b"", deadline, what)
     except UpcallError:
         _kill(pid, r)
         raise
+    parked = _Parked(pid, r, rest)
     try:
         out = parse(data, what)
     except WorkerProtocolError:
         _kill(pid, r)
         raise
     except UpcallError:
-        _exiting.append((pid, r))  # the failure it reported: it parks as after a success
+        _exiting.append(parked)  # the failure it reported: it parks as after a success
         raise
-    _exiting.append((pid, r))
-    return out
+    _exiting.append(parked)
+    return Answer(out, parked)
 
 
 def _kill(pid: int, r: int) -> None:
@@ -216,6 +276,11 @@ class Ready:
     the privileged side to a worker that has not crossed yet: nothing of a caller's is
     unpickled. The caller's pidfd comes with it (SCM_RIGHTS) and becomes `plan.pidfd`; the
     worker then closes the socket, so it holds its result pipe and the pidfd only, as run()'s.
+
+    Given `gated`, the worker keeps the socket until the handler opens the gate (go): its
+    function does what it can ahead (wait_gate() marks where it must stop) and goes on only
+    then; closed instead, it exits there. Only for a worker that never enters a caller (the
+    gssproxy one), whose plan is given while an earlier step runs.
     """
 
     def __init__(self, prepare: Callable[[], None]) -> None:
@@ -230,6 +295,7 @@ class Ready:
         os.close(w)
         self.pid, self._ctl, self._r = pid, ours, r
         self.used = False
+        self._gated = False
 
     def run(self, fn: Callable[[Any], Result], plan: Any, deadline: float, what: str) -> Result:
         """Parent: hand over `fn(plan)` (plan.pidfd passed along if >= 0) and get its result."""
@@ -237,22 +303,44 @@ class Ready:
         return self.result(deadline, what)
 
     def result(self, deadline: float, what: str) -> Result:
-        """Parent: the result of what give() handed over, as run() reads it."""
+        """Parent: the result of what give() handed over, as run() reads it (a gated one's
+        gate opened first)."""
+        self.go()
         r, self._r = self._r, -1
         return _result(self.pid, r, deadline, what)
 
-    def give(self, fn: Callable[[Any], Result], plan: Any, what: str) -> None:
-        """Parent: hand over `fn(plan)`; it starts at once (result() collects it)."""
+    def give(
+        self, fn: Callable[[Any], Result], plan: Any, what: str, *, gated: bool = False
+    ) -> None:
+        """Parent: hand over `fn(plan)`; it starts at once (result() collects it), up to its
+        wait_gate() if `gated`."""
         assert not self.used
         self.used = True
+        self._gated = gated
         try:
-            self._ctl.sendmsg([pickle.dumps((fn, plan))], fdpass.one(getattr(plan, "pidfd", -1)))
+            msg = pickle.dumps((fn, plan, gated))
+            self._ctl.sendmsg([msg], fdpass.one(getattr(plan, "pidfd", -1)))
         except BaseException as e:
-            _exiting.append((self.pid, self._r))  # EOF below makes it exit; finish() collects it
+            self._gated = False
+            self._ctl.close()
+            _exiting.append(_Parked(self.pid, self._r))  # EOF makes it exit
             self._r = -1
             if isinstance(e, OSError):
                 raise WorkerProtocolError(f"{what}: the prepared worker is gone") from None
             raise
+        if not gated:
+            self._ctl.close()
+
+    def go(self) -> None:
+        """Parent: open a gated worker's gate (nothing for any other). A worker that is gone
+        shows in its result (none)."""
+        if not self._gated:
+            return
+        self._gated = False
+        try:
+            self._ctl.send(b"g")
+        except OSError:
+            pass
         finally:
             self._ctl.close()
 
@@ -268,14 +356,30 @@ class Ready:
         longer wanted): EOF makes a waiting one exit; finish() collects it, or kills it."""
         if self._r < 0:
             return
-        if not self.used:
-            self.used = True
+        if not self.used or self._gated:  # EOF: it exits waiting for a plan, or at its gate
+            self.used, self._gated = True, False
             self._ctl.close()
-        _exiting.append((self.pid, self._r))
+        _exiting.append(_Parked(self.pid, self._r))
         self._r = -1
 
 
 PLAN_MAX = 64 * 1024
+_gate: list[socket.socket] = []  # a gated worker's socket to its handler, until wait_gate()
+
+
+def wait_gate() -> bool:
+    """Worker: where a gated worker (Ready.give(gated=True)) waits for its handler's go:
+    True to go on, False if the handler closed instead (not needed after all: the caller
+    cleans up and exits). True at once for any other worker."""
+    if not _gate:
+        return True
+    ctl = _gate.pop()
+    try:
+        go = ctl.recv(1)
+    except OSError:
+        go = b""
+    ctl.close()
+    return go == b"g"
 
 
 def _ready_worker(prepare: Callable[[], None], ctl: socket.socket, w: int) -> None:
@@ -291,8 +395,11 @@ def _ready_worker(prepare: Callable[[], None], ctl: socket.socket, w: int) -> No
         if not msg:
             os._exit(0)  # the handler did not need us
         fds = fdpass.received(anc)
-        ctl.close()
-        fn, plan = pickle.loads(msg)  # from our own privileged parent: see Ready
+        fn, plan, gated = pickle.loads(msg)  # from our own privileged parent: see Ready
+        if gated:
+            _gate.append(ctl)
+        else:
+            ctl.close()
         if fds:
             plan = dataclasses.replace(plan, pidfd=fds[0])
 
