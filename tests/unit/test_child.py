@@ -557,7 +557,8 @@ def test_a_gated_worker_let_go_stops_at_its_gate(tmp_path: Path) -> None:
 
 def _with_then() -> dict[str, Any]:
     child.then(lambda: {"later": 42})
-    child.then(lambda: None)  # nothing to add: no line
+    child.then(lambda: None)  # nothing to add: a "null" line, so no one waits for it
+    child.then(lambda: 1 // 0)  # a failing one: "null" too
     return {"first": 1}
 
 
@@ -565,6 +566,10 @@ def test_a_follow_up_line_comes_after_the_result_and_only_for_its_worker() -> No
     res = child.run(_with_then, 10, "w")
     assert res == {"first": 1}
     assert child.follow_up(res, 5, "w") == {"later": 42}
+    start = time.monotonic()
+    assert child.follow_up(res, 5, "w") is None  # "null": at once, not at the bound
+    assert child.follow_up(res, 5, "w") is None
+    assert time.monotonic() - start < 1
     assert child.follow_up(res, 0.2, "w") is None  # no more lines: EOF never comes, time does
     assert child.follow_up({"first": 1}, 5, "w") is None  # not a worker's Answer
     child.finish()

@@ -99,8 +99,8 @@ def _worker(fn: Callable[[], Result], w: int, keep: tuple[int, ...]) -> None:
 
 def then(fn: Callable[[], Result | None]) -> None:
     """Worker: run `fn` after the result is written (work the request need not wait for, such
-    as the gssproxy credential's export); what it returns becomes a follow-up line the
-    parent may read after its reply (follow_up)."""
+    as the gssproxy credential's export); what it returns (or null) becomes a follow-up line
+    the parent may read after its reply (follow_up): one line for each then()."""
     _thens.append(fn)
 
 
@@ -121,11 +121,10 @@ def _answer(w: int, data: bytes) -> None:
     _write_line(w, data)
     for fn in _thens:
         try:
-            extra = fn()
-            if extra is not None:
-                _write_line(w, json.dumps(extra).encode()[: RESULT_MAX + 1])
+            extra = json.dumps(fn()).encode()  # "null" for nothing: the parent waits no longer
         except BaseException:  # a follow-up is optional: the result is out
-            pass
+            extra = b"null"
+        _write_line(w, extra[: RESULT_MAX + 1])
     parked = select.poll()
     parked.register(w, 0)  # a pipe's write end reports POLLERR once no reader is left
     parked.poll()
