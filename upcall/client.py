@@ -129,14 +129,19 @@ def run(mode: str, serial: int, argv: list[str]) -> int:
             reply, why = _exchange(conn, mode, serial, text if mode == "dry" else described, argv)
     except Exception as e:
         why = f"{type(e).__name__}: {e}"
-    finally:
+    if reply is None:
         if conn is not None:
             conn.close()
-    if reply is None:
         from .cli import in_process
 
         return in_process(mode, serial, argv, f"in-process ({why})")
-    return apply(reply, serial if mode == "key" else None)
+    try:
+        return apply(reply, serial if mode == "key" else None)
+    finally:
+        # Closed only now (or by this process's exit): the handler holds back what it does
+        # after its reply (its workers' exit, its own, the next spare) until it sees this.
+        assert conn is not None
+        conn.close()
 
 
 def _pin(description: str) -> int:

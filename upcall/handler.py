@@ -111,6 +111,24 @@ def _read_request(conn: socket.socket) -> tuple[list[tuple[bytes, bytes]], int |
     return recs, (fds[0] if fds else None)
 
 
+CLIENT_GONE_BOUND = 0.1  # seconds the handler holds back its after-reply work for the client
+
+
+def _client_gone(conn: socket.socket) -> None:
+    """Handler, after its reply: wait (at most CLIENT_GONE_BOUND) until the client has closed
+    its end, i.e. has carried the reply out (instantiated the key) and is exiting. What
+    follows (the follow-up read, the workers' and this process's teardown, the next spare's
+    fork in the parent) costs CPU the client's last steps, and request-key, should have."""
+    end = time.monotonic() + CLIENT_GONE_BOUND
+    try:
+        while (left := end - time.monotonic()) > 0:
+            conn.settimeout(left)
+            if not conn.recv(4096):  # it shut down its side after the request: only EOF is due
+                return
+    except OSError:
+        pass  # a timeout or a reset: go on either way
+
+
 def handle(p: Pending, link: CacheLink | None = None, workers: Workers | None = None) -> int:
     """Handler: parse, respond exactly as in-process, reply; a new gssproxy credential goes
     to the daemon's cache through `link`."""
@@ -151,7 +169,9 @@ def handle(p: Pending, link: CacheLink | None = None, workers: Workers | None = 
     else:
         raise ValueError(f"unknown mode {mode!r}")
     p.conn.sendall(reply.encode())
-    p.conn.close()  # the client reads to EOF: give it now, not after this process's teardown
+    p.conn.shutdown(socket.SHUT_WR)  # the client reads to EOF: give it now
+    _client_gone(p.conn)
+    p.conn.close()
     update = out.cache_later() if out is not None and out.cache_later is not None else None
     if update is not None and link is not None:
         link.put(sig, *update)
