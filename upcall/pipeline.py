@@ -415,13 +415,12 @@ def run_upcall(
     try:
         mech = _mech(req.sec)
         pol = policy_file.load(opts.policy_path)
-        caller, ns = _caller(req, uid, opts, pidfd)
-        # host NSS, before any foreign namespace
-        ident = resolve(uid, caller.uid if caller else None, caller.gid if caller else None)
-        if caller is not None and caller.thread is not None:
-            note = f"pid {caller.thread} is a thread of process {caller.pid}: using the process"
-            trail.append(Attempt("caller", "note", note))
-        decision = _decide(req, ident, pol, opts.host_krb5_config)
+        # The decision is about the credential uid alone (host NSS, before any foreign
+        # namespace; the caller's ids only stand in for a uid NSS does not know, and then the
+        # decision uses nothing of them): made before the caller is read, so that a gssproxy
+        # step can start while it is.
+        known = resolve(uid, None, None)
+        decision = _decide(req, known, pol, opts.host_krb5_config)
         trail.extend(_policy_trail(decision))
         errors: dict[Step, UpcallError] = {}
         pplan: proxy.ProxyPlan | None = None
@@ -440,7 +439,21 @@ def run_upcall(
                 cached=cache.get(key) if cache is not None else None,
                 export_cred=cache is not None,
             )
-        for i, step in enumerate(decision.steps):
+        order = decision.steps
+        ahead = len(order) > 1 and order[0] is Step.LOCAL and order[1].is_proxy
+        if pplan is not None and ahead and end > time.monotonic():
+            # gssproxy's worker prepares (gated) while the user's own credentials are tried;
+            # it asks gssproxy only if they fail, or at once when the daemon holds a
+            # credential for it (a repeat: no KDC request)
+            early = workers.start(order[1], pplan, pplan.label, speculate=pplan.cached is not None)
+        caller, ns = _caller(req, uid, opts, pidfd)
+        ident = known
+        if known.name is None and caller is not None:
+            ident = resolve(uid, caller.uid, caller.gid)
+        if caller is not None and caller.thread is not None:
+            note = f"pid {caller.thread} is a thread of process {caller.pid}: using the process"
+            trail.append(Attempt("caller", "note", note))
+        for step in order:
             left = end - time.monotonic()
             try:
                 if left <= 0:
@@ -455,14 +468,6 @@ def run_upcall(
                     early = None
                     res = started.result(budget)
                 else:
-                    later = decision.steps[i + 1 :]
-                    if pplan is not None and later and later[0].is_proxy:
-                        # gssproxy's worker prepares while the user's own credentials are
-                        # tried; it asks gssproxy only if they fail, or at once when the
-                        # daemon holds a credential for it (a repeat: no KDC request)
-                        early = workers.start(
-                            later[0], pplan, pplan.label, speculate=pplan.cached is not None
-                        )
                     lplan = _local_plan(req, uid, opts, caller, ns, ident)
                     what = "local credential search"
                     res = workers.run(step, lplan, left, what)
