@@ -198,6 +198,11 @@ def _exchange(
         msg = wire.request(mode, serial, text, argv)
         s.sendmsg([msg], fdpass.one(pidfd))
         s.shutdown(_socket.SHUT_WR)
+        # what apply() will need, loaded while the daemon works rather than after its reply
+        from . import log  # noqa: F401
+
+        if mode == "key":
+            from .kernel import keyring  # noqa: F401
         buf, recs, acked = b"", [], False
         while True:
             try:
