@@ -573,3 +573,29 @@ def test_a_follow_up_line_comes_after_the_result_and_only_for_its_worker() -> No
     assert child.follow_up(res, 0.2, "w") is None  # no more lines: EOF never comes, time does
     assert child.follow_up({"first": 1}, 5, "w") is None  # not a worker's Answer
     child.finish()
+
+
+def test_a_killed_worker_is_cleaned_up_after_by_the_on_kill_hooks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL leaves a worker no cleanup of its own: the parent runs the hooks with its pid
+    (and a failing hook changes nothing)."""
+    seen: list[int] = []
+
+    def broken(pid: int) -> None:
+        raise OSError("hook failed")
+
+    monkeypatch.setattr(child, "_on_kill", [broken, seen.append])
+    with pytest.raises(DeadlineExceeded):
+        child.run(_sleep_forever, 0.2, "slow worker")
+    assert len(seen) == 1 and seen[0] > 0
+    with pytest.raises(ChildProcessError):
+        os.waitpid(seen[0], os.WNOHANG)  # killed and collected before the hooks ran
+    assert child.run(lambda: {"ok": 1}, 10, "w") == {"ok": 1}
+    child.finish()
+    assert len(seen) == 1  # a worker that answered and left is not "killed"
+
+
+def _sleep_forever() -> dict[str, Any]:
+    time.sleep(60)
+    return {}

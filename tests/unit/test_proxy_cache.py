@@ -4,6 +4,7 @@ parent's strict parse of a worker's offer; the worker's check of a blob's shape.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from upcall.sources.proxy_cache import (
     gssproxy_blob_principal,
     parse_cred,
 )
+from upcall.worker import child
 
 
 class Clock:
@@ -158,3 +160,20 @@ def test_blob_principal_is_the_client_of_an_x_gssproxy_entry() -> None:
 )  # fmt: skip
 def test_blob_principal_refuses_anything_else(blob: bytes) -> None:
     assert gssproxy_blob_principal(blob) is None
+
+
+def test_sweep_removes_only_the_killed_workers_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from upcall.sources import proxy
+
+    monkeypatch.setattr(proxy, "_scratch_root", lambda: str(tmp_path))
+    mine = tmp_path / f"{proxy.SCRATCH_PREFIX}4242-abc"
+    other = tmp_path / f"{proxy.SCRATCH_PREFIX}42421-abc"  # pid 42421, not 4242
+    unrelated = tmp_path / "cifs-upcall-proxy"
+    for d in (mine, other, unrelated):
+        d.mkdir()
+    (mine / "cc").write_bytes(b"blob")
+    proxy.sweep(4242)
+    assert not mine.exists() and other.exists() and unrelated.exists()
+    assert proxy.sweep in child._on_kill  # registered where the handler kills workers

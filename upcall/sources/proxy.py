@@ -42,6 +42,7 @@ from ..kernel.request import IPAddress
 from ..krb5.classify import ProxyPhase, classify_proxy
 from ..krb5.spn import SpnCandidate, SystemResolver, candidates
 from ..policy.rules import ProxyKind
+from ..worker import child
 from .base import Attempt, SourceKind, SourceToken
 from .proxy_cache import CRED_MAX, gssproxy_blob_principal
 from .spn_attempts import first_token
@@ -175,11 +176,30 @@ def _failure(e: Any, plan: ProxyPlan, phase: ProxyPhase, spn: str, what: str) ->
     return CredentialError(f"{what}: {e.gen_message()}", hint=c.hint, reason=c.reason)
 
 
+SCRATCH_PREFIX = "cifs-upcall-proxy-"
+
+
+def _scratch_root() -> str:
+    return "/run" if os.path.isdir("/run") else tempfile.gettempdir()
+
+
 def _scratch() -> str:
-    """A root-only directory for the blob's FILE ccaches (tmpfs /run where there is one);
-    run() removes it, after its result is out."""
-    where = "/run" if os.path.isdir("/run") else None
-    return tempfile.mkdtemp(prefix="cifs-upcall-proxy-", dir=where)
+    """A root-only directory for the blob's FILE ccaches (tmpfs /run where there is one),
+    named for this worker's pid; run() removes it after its result is out, sweep() if the
+    worker was killed first."""
+    return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=_scratch_root())
+
+
+def sweep(pid: int) -> None:
+    """Handler, after it killed worker `pid` (a deadline, a hung gssproxy): remove the scratch
+    directory that worker could not (registered with child.on_kill)."""
+    root = _scratch_root()
+    for name in os.listdir(root):
+        if name.startswith(f"{SCRATCH_PREFIX}{pid}-"):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+child.on_kill(sweep)
 
 
 def _acquire(plan: ProxyPlan, store: str | None) -> Any:
@@ -268,8 +288,6 @@ def run(plan: ProxyPlan) -> dict[str, object]:
     Given ahead of its turn (a gated child.Ready) it gets as far as the first call to gssproxy
     and waits there. The credential's export for the daemon's cache (plan.export_cred) and
     the scratch directory's removal come after the result is out (child.then)."""
-    from ..worker import child
-
     trail: list[Attempt] = []
     d: str | None = None
     try:

@@ -18,6 +18,7 @@ read source files, which in the caller's mount namespace are hers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -165,6 +166,22 @@ def finish() -> None:
         if not reap(p.pid):
             os.kill(p.pid, signal.SIGKILL)
             reap(p.pid)
+            _killed(p.pid)
+
+
+def on_kill(fn: Callable[[int], None]) -> None:
+    """Parent: `fn(pid)` runs after this process has killed a worker (SIGKILL leaves it no
+    cleanup of its own), to remove what such a worker makes in known places."""
+    _on_kill.append(fn)
+
+
+_on_kill: list[Callable[[int], None]] = []
+
+
+def _killed(pid: int) -> None:
+    for fn in _on_kill:
+        with contextlib.suppress(Exception):  # best effort: the request's outcome stands
+            fn(pid)
 
 
 def follow_up(res: Result, deadline: float, what: str) -> Result | None:
@@ -264,6 +281,7 @@ def _kill(pid: int, r: int) -> None:
     os.close(r)
     os.kill(pid, signal.SIGKILL)
     reap(pid)
+    _killed(pid)
 
 
 class Ready:
