@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .caller.ccache import CcacheChoice, choose
-from .caller.identity import Identity, resolve, target
+from .caller.identity import Identity, for_caller, resolve, target
 from .caller.namespaces import NamespacePlan, plan
 from .caller.procinfo import CallerInfo, ns_inodes, read_caller
 from .errors import DeadlineExceeded, PolicyError, Reason, UnsupportedMech, UpcallError
@@ -447,9 +447,7 @@ def run_upcall(
             # credential for it (a repeat: no KDC request)
             early = workers.start(order[1], pplan, pplan.label, speculate=pplan.cached is not None)
         caller, ns = _caller(req, uid, opts, pidfd)
-        ident = known
-        if known.name is None and caller is not None:
-            ident = resolve(uid, caller.uid, caller.gid)
+        ident = for_caller(known, caller.uid, caller.gid) if caller is not None else known
         if caller is not None and caller.thread is not None:
             note = f"pid {caller.thread} is a thread of process {caller.pid}: using the process"
             trail.append(Attempt("caller", "note", note))
@@ -472,11 +470,11 @@ def run_upcall(
                     what = "local credential search"
                     res = workers.run(step, lplan, left, what)
                 got, steps = _accept(res, step, what)
-                if step.is_proxy and key is not None and pplan is not None and pplan.export_cred:
+                if step.is_proxy and key is not None and cache is not None:
                     cache_later = partial(_cred_later, res, key, what)
             except UpcallError as e:
                 trail.extend(e.trail)
-                nxt = "next source" if step is not decision.steps[-1] else "no source left"
+                nxt = "next source" if step is not order[-1] else "no source left"
                 detail = f"{e.reason.value}: {e.message}; {nxt}"
                 trail.append(Attempt(step.value, "left", detail, e.reason.value))
                 errors[step] = e

@@ -14,7 +14,7 @@ import pytest
 
 from upcall import log
 from upcall.caller import namespaces, pidpin, procinfo
-from upcall.caller.identity import NOGROUP, Identity, resolve, target
+from upcall.caller.identity import NOGROUP, Identity, for_caller, resolve, target
 from upcall.caller.procinfo import IdMap
 from upcall.errors import (
     BadPolicy,
@@ -166,6 +166,14 @@ def test_resolve_known_and_unknown_uids() -> None:
     assert me.name == pwd.getpwuid(os.getuid()).pw_name
     assert resolve(4000123, 4000123, 777) == Identity(4000123, 777, None)
     assert resolve(4000123, 5, 777) == Identity(4000123, NOGROUP, None)
+
+
+def test_for_caller_gives_what_resolve_with_the_caller_gives() -> None:
+    """The pipeline resolves before it reads the caller, then applies the caller's ids
+    without a second NSS look-up: the same identity either way."""
+    for uid, cuid, cgid in [(os.getuid(), os.getuid(), 777), (4000123, 4000123, 777),
+                            (4000123, 5, 777), (0, 0, 5), (4000123, None, None)]:  # fmt: skip
+        assert for_caller(resolve(uid, None, None), cuid, cgid) == resolve(uid, cuid, cgid)
 
 
 def test_target_through_id_maps() -> None:

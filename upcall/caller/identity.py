@@ -39,9 +39,15 @@ def resolve(uid: int, caller_uid: int | None, caller_gid: int | None) -> Identit
         pw = pwd.getpwuid(uid)
         return Identity(uid, pw.pw_gid, pw.pw_name)
     except KeyError:
-        if caller_gid is not None and caller_uid == uid:
-            return Identity(uid, caller_gid, None)
-        return Identity(uid, NOGROUP if uid else 0, None)
+        return for_caller(Identity(uid, NOGROUP if uid else 0, None), caller_uid, caller_gid)
+
+
+def for_caller(ident: Identity, caller_uid: int | None, caller_gid: int | None) -> Identity:
+    """`ident` (resolve()'s, made without the caller) once the caller is known: a uid the host
+    does not know takes the caller's gid when it is the caller's own uid. No NSS look-up."""
+    if ident.name is None and caller_gid is not None and caller_uid == ident.uid:
+        return Identity(ident.uid, caller_gid, None)
+    return ident
 
 
 def target(ident: Identity, uid_map: IdMap = IDENTITY, gid_map: IdMap = IDENTITY) -> Target:
