@@ -599,3 +599,18 @@ def test_a_killed_worker_is_cleaned_up_after_by_the_on_kill_hooks(
 def _sleep_forever() -> dict[str, Any]:
     time.sleep(60)
     return {}
+
+
+def test_a_worker_that_enters_a_caller_is_never_gated(tmp_path: Path) -> None:
+    """Gated, a worker holds a socket to its handler until go: only one that never enters a
+    caller (the gssproxy worker) may; one given a caller's pidfd is refused before it runs."""
+    ready, marker = _ready_and_prepared(tmp_path)
+    fd = os.open(str(tmp_path), os.O_RDONLY)
+    try:
+        with pytest.raises(ValueError, match="cannot be gated"):
+            ready.give(_ahead_then_gate, _Marked(marker, pidfd=fd), "gated", gated=True)
+    finally:
+        os.close(fd)
+    ready.close()
+    child.finish()
+    assert not Path(marker + ".ahead").exists()

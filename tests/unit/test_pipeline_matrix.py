@@ -533,6 +533,19 @@ def test_a_credential_in_the_result_itself_is_refused(
     assert any("malformed result" in t.detail for t in out.trail)
 
 
+def test_a_local_workers_follow_up_never_reaches_the_cache(
+    use_policy: Callable[[Policy], None], krb5: str
+) -> None:
+    """A worker that entered a caller is hostile: a credential line after its result is
+    never read, whatever it offers."""
+    use_policy(_policy(Mode.LOCAL_FIRST))
+    line = _cred_line(cred=b"forged".hex(), cred_expires=2**31 - 1)
+    w = FakeWorkers(LOCAL=_with_follow_up(_ok(SourceKind.CCACHE), line))
+    o = pipeline.Options(host_krb5_config=krb5)
+    out = pipeline.run_upcall(_req(), o, cache=ProxyCache(), workers=w)
+    assert out.ok and out.source == "ccache" and out.cache_later is None
+
+
 def test_without_cache_no_credential_is_asked_for(
     use_policy: Callable[[Policy], None], krb5: str
 ) -> None:

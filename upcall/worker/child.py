@@ -332,6 +332,9 @@ class Ready:
         """Parent: hand over `fn(plan)`; it starts at once (result() collects it), up to its
         wait_gate() if `gated`."""
         assert not self.used
+        if gated and getattr(plan, "pidfd", -1) >= 0:
+            # a gated worker keeps a socket to its handler: never one that enters a caller
+            raise ValueError("a worker that enters a caller cannot be gated")
         self.used = True
         self._gated = gated
         try:
