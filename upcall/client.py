@@ -157,11 +157,15 @@ def _pin(description: str) -> int:
         return -1  # the daemon reports the caller as gone
 
 
+def _socket_path(argv: list[str]) -> str:
+    return _flag(argv, "--socket") or DEFAULT_SOCKET
+
+
 def _connect(argv: list[str]) -> "tuple[_socket.socket | None, str]":
     """(The daemon's connection, "") or (None, why not), within ACK_BOUND."""
     import _socket
 
-    path = _flag(argv, "--socket") or DEFAULT_SOCKET
+    path = _socket_path(argv)
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     s.settimeout(ACK_BOUND)
     try:
@@ -191,7 +195,7 @@ def _exchange(
 
     from . import fdpass, wire
 
-    path = _flag(argv, "--socket") or DEFAULT_SOCKET
+    path = _socket_path(argv)
     deadline = float(_flag(argv, "--deadline") or DEFAULT_DEADLINE)
     pidfd = _pin(text)
     try:

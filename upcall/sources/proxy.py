@@ -22,8 +22,8 @@ and keys are encrypted with a key of the service's keytab. A worker given one ma
 default ccache (KRB5CCNAME=FILE: in a root-only scratch directory under /run, removed once its
 result is out, after the new blob's export: child.then) and acquires: gssproxy checks only
 name and lifetime (no S4U2Self), and with `allow_client_ccache_sync` the blob also holds the
-S4U2Proxy ticket. Not a cred_store: one
-without an X-GSSPROXY entry would make the interposer try local krb5 first.
+S4U2Proxy ticket. Not a cred_store: one without an X-GSSPROXY entry would make the interposer
+try local krb5 first.
 """
 
 from __future__ import annotations
