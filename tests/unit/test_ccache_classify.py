@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from upcall.caller import ccache
@@ -70,3 +72,34 @@ def test_log_values_cannot_break_or_forge_lines() -> None:
     assert line.startswith('error="gss said\\x00no\\x0areason=fake"')
     log.setup(debug=False, echo=False)
     log.emit(3, "a NUL\0 must not raise")  # syslog(3) refuses NULs: emit escapes them
+
+
+def test_absent_file_cache_fails_without_krb5(tmp_path: Path) -> None:
+    """The local worker fails a FILE or DIR cache that is not there itself (no mech loaded),
+    with the reason and hint krb5's own "no cache file" gets; the trail says so."""
+    from upcall.errors import CredentialError
+    from upcall.sources import local
+    from upcall.sources.base import Attempt
+
+    for name in (f"FILE:{tmp_path}/none", f"{tmp_path}/none", f"DIR:{tmp_path}/nodir"):
+        trail: list[Attempt] = []
+        with pytest.raises(CredentialError) as e:
+            local._check_owner(name, f"{name} (environ)", "alice", trail)
+        assert e.value.reason is Reason.NO_CREDENTIALS
+        assert e.value.hint == "alice has no Kerberos ticket cache: run kinit"
+        assert e.value.message == f"no usable tickets in {name} (environ): the cache does not exist"
+        assert [(a.source, a.outcome, a.reason) for a in trail] == [
+            ("ccache", "failed", "no-credentials")
+        ]
+
+
+def test_present_own_cache_and_other_kinds_go_to_krb5(tmp_path: Path) -> None:
+    from upcall.sources import local
+    from upcall.sources.base import Attempt
+
+    own = tmp_path / "cc"
+    own.write_bytes(b"")
+    trail: list[Attempt] = []
+    for name in (f"FILE:{own}", f"DIR:{tmp_path}", "KEYRING:persistent:1000", "KCM:1000"):
+        local._check_owner(name, name, "alice", trail)
+    assert trail == []

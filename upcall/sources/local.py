@@ -20,6 +20,7 @@ from ..caller import identity, namespaces
 from ..caller.ccache import CcacheChoice
 from ..errors import CredentialError, NamespaceError, Reason, UpcallError
 from ..kernel.request import IPAddress
+from ..krb5.classify import FCC_NOFILE, classify
 from ..krb5.spn import SpnCandidate, SystemResolver, candidates
 from ..worker import boundary
 from .base import Attempt, SourceKind, SourceToken
@@ -79,17 +80,19 @@ def _ccache_source(
     from ..krb5 import gss
 
     if plan.ccache.name:
-        os.environ["KRB5CCNAME"] = plan.ccache.name
+        # krb5 takes KRB5CCNAME as it is: the name needs no krb5 context (nor the caller's
+        # krb5.conf) to be known
+        os.environ["KRB5CCNAME"] = ccname = plan.ccache.name
     else:
         os.environ.pop("KRB5CCNAME", None)
-    try:
-        ccname = gssapi.raw.krb5_ccache_name(None).decode(errors="replace")
-    except gssapi.exceptions.GSSError as e:  # krb5.conf of the caller unreadable, a loop, ...
-        f = gss.failure(e, "the caller's krb5 configuration cannot be used", who)
-        trail.append(Attempt(SourceKind.CCACHE.value, "failed", f.message, f.reason.value))
-        raise f from None
+        try:
+            ccname = gssapi.raw.krb5_ccache_name(None).decode(errors="replace")
+        except gssapi.exceptions.GSSError as e:  # the caller's krb5.conf unreadable, a loop
+            f = gss.failure(e, "the caller's krb5 configuration cannot be used", who)
+            trail.append(Attempt(SourceKind.CCACHE.value, "failed", f.message, f.reason.value))
+            raise f from None
     where = f"{ccname} ({plan.ccache.origin}{'; ' + plan.ccache.note if plan.ccache.note else ''})"
-    _check_owner(ccname, where, trail)
+    _check_owner(ccname, where, who, trail)
     try:
         creds = gssapi.Credentials(usage="initiate", mechs=[gss.KRB5])
     except gssapi.exceptions.GSSError as e:
@@ -106,9 +109,11 @@ def _ccache_source(
     return tok
 
 
-def _check_owner(ccname: str, where: str, trail: list[Attempt]) -> None:
+def _check_owner(ccname: str, where: str, who: str, trail: list[Attempt]) -> None:
     """Worker, as the user: a FILE or DIR cache must be the user's own. Another uid's cache
-    that she can read (0644, or through a group) is not hers to present as her identity."""
+    that she can read (0644, or through a group) is not hers to present as her identity.
+    One that does not exist fails here, as krb5 would fail it, without loading the mech
+    (~1 ms: the common case of a user with no tickets of her own, before gssproxy)."""
     kind, sep, residual = ccname.partition(":")
     if not sep or "/" in kind:
         kind, residual = "FILE", ccname
@@ -117,8 +122,13 @@ def _check_owner(ccname: str, where: str, trail: list[Attempt]) -> None:
     path = residual.lstrip(":") if kind == "DIR" else residual
     try:
         st = os.stat(path)
+    except FileNotFoundError:
+        c = classify(FCC_NOFILE, who=who, spn="the server")
+        detail = f"no usable tickets in {where}: the cache does not exist"
+        trail.append(Attempt(SourceKind.CCACHE.value, "failed", detail, c.reason.value))
+        raise CredentialError(detail, hint=c.hint, reason=c.reason) from None
     except OSError:
-        return  # nothing there: krb5 reports "no credentials" itself
+        return  # unreadable here (EACCES, ELOOP, ...): krb5 says why in its own words
     if st.st_uid == os.getuid() and (kind == "DIR" or stat.S_ISREG(st.st_mode)):
         return
     what = "not a regular file" if st.st_uid == os.getuid() else f"owned by uid {st.st_uid}"
