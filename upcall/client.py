@@ -2,11 +2,12 @@
 
 Thin on purpose: for a key (`... SERIAL`) or a dry run (`--dry-run DESCRIPTION`) it imports only
 posix, sys, _struct, _socket, syslog, python-keyutils and the pre-built cffi module (no site with
-`python3 -I -S`, no argparse, no gssapi). It does the keyring edge itself (assume authority,
-describe), pins the caller with a pidfd, and hands both to the warm daemon
-(`cifs-upcall serve`) over its root-only socket with the command line; the daemon parses the
-arguments with the one parser, checks the key's origin, runs the pipeline and replies with
-the payload and the log lines; the client instantiates or negates and writes the lines.
+`python3 -I -S`, no argparse, no gssapi). It does the keyring edge itself (describe; assume
+authority once the request is on its way), pins the caller with a pidfd, and hands both to the
+warm daemon (`cifs-upcall serve`) over its root-only socket with the command line; the daemon
+parses the arguments with the one parser, checks the key's origin, runs the pipeline and
+replies with the payload and the log lines; the client instantiates or negates and writes the
+lines.
 
 If no daemon accepts the request within ACK_BOUND, the client runs the same code in-process
 (respond.py through cli.py) and says `via=in-process` in its log line. Everything else
@@ -112,17 +113,15 @@ def _main(args: list[str]) -> int:
 def run(mode: str, serial: int, argv: list[str]) -> int:
     """Key or dry run through the daemon, else in-process. Negates on every failure path."""
     # Connected first: the daemon accepts and hands the connection to a handler while this
-    # process loads the keyring layer and asks the kernel (two CPUs' worth of overlap).
+    # process loads python-keyutils and describes the key (two CPUs' worth of overlap).
     conn, why = _connect(argv)
-    from .kernel import _keyctl
-
     described = ""
     reply = None
     try:
-        if mode == "key":
-            import keyutils
+        # A dry run loads what a key's way loads, in the same order, minus the keyring calls
+        import keyutils
 
-            _keyctl.assume_authority(serial)
+        if mode == "key":
             described = keyutils.describe_key(serial).decode("utf-8", "replace")
         text = described.split(";", 4)[-1] if mode == "key" else _flag(argv, "--dry-run") or ""
         if conn is not None:
@@ -142,6 +141,20 @@ def run(mode: str, serial: int, argv: list[str]) -> int:
         # after its reply (its workers' exit, its own, the next spare) until it sees this.
         assert conn is not None
         conn.close()
+
+
+def _assume_authority(serial: int) -> None:
+    """Client, the request sent: act for the key under construction. /sbin/request-key has
+    assumed this authority before it ran us and the kernel keeps it across exec (describe
+    and instantiate work without this call), so it is repeated off the request's path, for
+    a runner that only linked the authorisation key; a failure shows where it matters, in
+    instantiate or negate."""
+    from .kernel import _keyctl
+
+    try:  # noqa: SIM105 - contextlib costs the thin client an import
+        _keyctl.assume_authority(serial)
+    except OSError:
+        pass
 
 
 def _pin(description: str) -> int:
@@ -204,9 +217,10 @@ def _exchange(
         s.shutdown(_socket.SHUT_WR)
         # what apply() will need, loaded while the daemon works rather than after its reply
         from . import log  # noqa: F401
+        from .kernel import _keyctl, keyring  # noqa: F401
 
         if mode == "key":
-            from .kernel import keyring  # noqa: F401
+            _assume_authority(serial)
         buf, recs, acked = b"", [], False
         while True:
             try:

@@ -4,6 +4,7 @@ against a fake daemon on a tmp socket, and the in-process fallback with a fake p
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -347,11 +348,12 @@ def test_ask_daemon_passes_the_pinned_caller(tmp_path: Path) -> None:
     d.close()
 
 
-def test_run_connects_before_it_asks_the_keyring(
+def test_run_connects_first_and_assumes_authority_off_the_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The daemon hands the connection to a handler while the client loads the keyring
-    layer and asks the kernel: connect comes first."""
+    """The daemon hands the connection to a handler while the client describes the key:
+    connect comes first. Assuming authority (request-key did already) comes after the request
+    is built and sent, while the daemon works."""
     import keyutils
 
     from upcall.kernel import _keyctl
@@ -359,24 +361,62 @@ def test_run_connects_before_it_asks_the_keyring(
     path = str(tmp_path / "s")
     d = FakeDaemon(path, _answer_ok)
     order: list[str] = []
-    connect = client._connect
-    monkeypatch.setattr(
-        client, "_connect", lambda argv: (order.append("connect"), connect(argv))[1]
-    )
-    monkeypatch.setattr(
-        _keyctl, "assume_authority", lambda serial: order.append("authority")
-    )  # FAKE
-    monkeypatch.setattr(
-        keyutils, "describe_key", lambda serial: b"cifs.spnego;0;0;3f010000;" + DESC.encode()
-    )  # FAKE
+    connect, request = client._connect, wire.request
+
+    def noted(what: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*a: Any) -> Any:
+            order.append(what)
+            return fn(*a)
+
+        return call
+
+    monkeypatch.setattr(client, "_connect", noted("connect", connect))
+    monkeypatch.setattr(wire, "request", noted("request", request))
+    described = b"cifs.spnego;0;0;3f010000;" + DESC.encode()
+    # FAKES: no key is under construction in a unit test
+    monkeypatch.setattr(_keyctl, "assume_authority", noted("authority", lambda serial: None))
+    monkeypatch.setattr(keyutils, "describe_key", noted("describe", lambda serial: described))
     monkeypatch.setattr(client, "apply", lambda reply, serial: 0)
     try:
         assert client.run("key", 77, ["--socket", path, "77"]) == 0
     finally:
         d.close()
-    assert order == ["connect", "authority"]
+    assert order == ["connect", "describe", "request", "authority"]
     recs, _ = wire.records(d.request, wire.REQUEST_MAX)
     assert (b"S", b"77") in recs
+
+
+def test_a_failed_assume_authority_is_left_to_instantiate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not run by request-key: the repeat of request-key's assume_authority fails quietly;
+    the reply is still carried out (and instantiate reports the missing authority)."""
+    import keyutils
+
+    from upcall.kernel import _keyctl
+
+    path = str(tmp_path / "s")
+    d = FakeDaemon(path, _answer_ok)
+
+    def refuse(serial: int) -> None:
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(_keyctl, "assume_authority", refuse)  # FAKE
+    monkeypatch.setattr(
+        keyutils, "describe_key", lambda serial: b"cifs.spnego;0;0;3f010000;" + DESC.encode()
+    )  # FAKE
+    applied: list[int | None] = []
+
+    def apply(reply: object, serial: int | None) -> int:
+        applied.append(serial)
+        return 0
+
+    monkeypatch.setattr(client, "apply", apply)
+    try:
+        assert client.run("key", 78, ["--socket", path, "78"]) == 0
+    finally:
+        d.close()
+    assert applied == [78]
 
 
 def test_ask_daemon_without_a_daemon(tmp_path: Path) -> None:
