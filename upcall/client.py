@@ -215,6 +215,11 @@ def _exchange(
         msg = wire.request(mode, serial, text, argv)
         s.sendmsg([msg], fdpass.one(pidfd))
         s.shutdown(_socket.SHUT_WR)
+        # The send woke the handler with a sync wake-up, on this CPU as often as not: it
+        # would wait there until this process blocks (~1 ms of the imports below, measured),
+        # with the other CPU idle. Yield first; the imports then run while it waits on its
+        # workers.
+        posix.sched_yield()
         # what apply() will need, loaded while the daemon works rather than after its reply
         from . import log  # noqa: F401
         from .kernel import _keyctl, keyring  # noqa: F401

@@ -350,6 +350,9 @@ class Ready:
             raise
         if not gated:
             self._ctl.close()
+            # It starts at once, woken by the send (a sync wake-up: as often as not onto this
+            # CPU, where it would wait until this handler blocks, with the other CPU idle)
+            os.sched_yield()
 
     def go(self) -> None:
         """Parent: open a gated worker's gate (nothing for any other). A worker that is gone
