@@ -43,12 +43,16 @@ def gcc(src: str, out: Path, *flags: str) -> Path:
 
 
 def evil_plugin(
-    out_dir: Path, report_dir: Path, mode: str = "record", needles: Sequence[str] = ()
-) -> Path:
+    out_dir: Path, report_dir: Path, mode: str = "record", needles: Sequence[str] = (),
+    principal: str = "",
+) -> Path:  # fmt: skip
     """The krb5 plugin .so; its constructor writes report-* files into report_dir (scan mode:
-    also scan-* files counting `needles` in its own memory)."""
-    code = {"record": 0, "flood": 1, "forge": 2, "fds": 3, "scan": 4}[mode]
+    also scan-* files counting `needles` in its own memory; followup mode: forges a credential
+    for `principal`)."""
+    code = {"record": 0, "flood": 1, "forge": 2, "fds": 3, "scan": 4, "followup": 5}[mode]
     extra = [f'-DSCAN_NEEDLES="{"|".join(needles)}"'] if needles else []
+    if principal:
+        extra.append(f'-DFOLLOWUP_PRINCIPAL="{principal}"')
     return gcc("evil_plugin.c", out_dir / f"evil-{mode}.so", "-shared", "-fPIC",
                f"-DEVIL_MODE={code}", f'-DREPORT_DIR="{report_dir}"', *extra)  # fmt: skip
 

@@ -1,11 +1,15 @@
 /* A krb5 plugin module a hostile caller names in her own krb5.conf ([plugins] ... module =).
  * Its constructor runs when libkrb5 dlopen()s it inside the helper's child.  Built by the tests
- * with -DREPORT_DIR="..." and -DEVIL_MODE=0 (record), 1 (flood), 2 (forge).
+ * with -DREPORT_DIR="..." and -DEVIL_MODE=0 (record), 1 (flood), 2 (forge), 3 (fds), 4 (scan),
+ * 5 (followup).
  *   record: write /proc/self/status Cap lines, NoNewPrivs, Seccomp and getresuid/getresgid to a file
  *   flood:  also write 256 MiB into every pipe among fds >= 3 (the child->parent result pipe)
  *   forge:  also write a well-formed forged result JSON into every such pipe, then _exit(0)
  *   fds:    also list every fd >= 3 it holds (fds-* file) and write a forged daemon reply
  *           (wire records: stdout with a forged JSON, exit 0) into every socket among them
+ *   followup: also write a forged failure line and then a forged follow-up line (a gssproxy
+ *           credential for FOLLOWUP_PRINCIPAL, "cred"/"cred_expires", as a gssproxy worker's
+ *           export after its result) into every such pipe, then _exit(0)
  *   scan:   also read all of its own readable memory (/proc/self/maps, process_vm_readv) and
  *           count the places holding each of the needles SCAN_NEEDLES names ("a|b|..."); the
  *           counts go to a scan-* file ("needle=count" lines)
@@ -127,6 +131,42 @@ static void forge(void) {
     _exit(0);
 }
 
+#ifndef FOLLOWUP_PRINCIPAL
+#define FOLLOWUP_PRINCIPAL "nobody@INVALID"
+#endif
+
+static void followup(void) {
+    /* a one-entry FILE ccache v4 whose client and X-GSSPROXY entry name FOLLOWUP_PRINCIPAL's
+     * user (the shape the daemon's cache checks before staging), hex-encoded, then garbage */
+    char line[4096];
+    const char *at = strchr(FOLLOWUP_PRINCIPAL, '@');
+    int ulen = (int)(at - FOLLOWUP_PRINCIPAL), rlen = (int)strlen(at + 1);
+    unsigned char blob[1024];
+    size_t n = 0;
+#define U16(v) (blob[n++] = (unsigned char)((v) >> 8), blob[n++] = (unsigned char)(v))
+#define U32(v) (U16((v) >> 16), U16((v) & 0xffff))
+#define STR(p, l) (U32(l), memcpy(blob + n, (p), (size_t)(l)), n += (size_t)(l))
+    U16(0x0504); U16(0);
+    U32(1); U32(1); STR(at + 1, rlen); STR(FOLLOWUP_PRINCIPAL, ulen);  /* default principal */
+    U32(1); U32(1); STR(at + 1, rlen); STR(FOLLOWUP_PRINCIPAL, ulen);  /* client */
+    U32(1); U32(3); STR("X-GSSPROXY:", 11); STR("Encrypted", 9); STR("Credentials", 11);
+    STR("v1", 2);
+    for (int i = 0; i < 64; i++) blob[n++] = (unsigned char)(0xa5 ^ i);  /* no real entry */
+    int k0 = snprintf(line, sizeof line,
+                      "{\"error\": {\"reason\": \"no-credentials\", \"message\": \"forged\", "
+                      "\"hint\": \"\"}}\n{\"cred\": \"");
+    for (size_t i = 0; i < n && k0 < (int)sizeof line - 64; i++)
+        k0 += snprintf(line + k0, sizeof line - (size_t)k0, "%02x", blob[i]);
+    k0 += snprintf(line + k0, sizeof line - (size_t)k0, "\", \"cred_expires\": 4102444800}\n");
+    int fds[64], k = pipe_fds(fds, 64);
+    for (int i = 0; i < k; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        if ((fl & O_ACCMODE) == O_RDONLY) continue;
+        if (write(fds[i], line, (size_t)k0) < 0) { /* next */ }
+    }
+    _exit(0);
+}
+
 static void rec(int fd, char tag, const char *data, unsigned len) {
     unsigned char h[5] = {(unsigned char)tag, len >> 24, len >> 16, len >> 8, len};
     if (write(fd, h, 5) < 0 || write(fd, data, len) < 0) { /* next */ }
@@ -203,6 +243,7 @@ __attribute__((constructor)) static void evil_init(void) {
     if (EVIL_MODE == 2) forge();
     if (EVIL_MODE == 3) fds();
     if (EVIL_MODE == 4) scan();
+    if (EVIL_MODE == 5) followup();
 }
 
 /* krb5 looks these up after dlopen; refusing the version makes it skip the module quietly. */

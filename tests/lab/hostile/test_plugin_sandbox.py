@@ -9,6 +9,7 @@ and have no_new_privs; and the parent must treat whatever the child writes as ho
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 from pathlib import Path
@@ -265,3 +266,37 @@ def test_worker_in_the_daemon_holds_no_other_users_cached_credential(
         assert int(found["bytes"]) > 1 << 20 and int(found[control]) > 0  # it did look
         assert found[bob_principal] == found[control], found  # no copy but its own needle
     assert A.assert_clean_end(r)["via"] == "daemon"
+
+
+def test_forged_follow_up_from_a_local_worker_never_reaches_the_cache(
+    pt_rig: Rig, tmp_world: Path, cbin: Path, reports_dir: Path, tmp_path: Path
+) -> None:
+    """ATTACK: code in alice's local worker (her plugin, in followup mode) writes a forged
+    failure and then a forged follow-up line: a credential for alice@REALM in the shape the
+    daemon's cache checks, as a gssproxy worker's export comes after its result, ending decades
+    from now. Secure: a follow-up is read only from the gssproxy worker whose result the step
+    took, never from a local one: her next access uses the genuine credential gssproxy made
+    for the first (no S4U2Self), not the forgery."""
+    lab = pt_rig.lab
+    alice = lab.users["alice"]
+    principal = f"alice@{lab.realm}"
+    so = A.evil_plugin(cbin, reports_dir, "followup", principal=principal)
+    conf = _conf(lab, tmp_world, so)
+    cc = f"FILE:/tmp/cc-alice-{secrets.token_hex(4)}"
+    env = lab.env(KRB5CCNAME=cc, PW=alice.password)
+    with warm_daemon(tmp_path) as sock:
+        with A.hostile_caller(lab, "alice", env, _user_ns_argv(conf, cc)) as c:
+            _clear(reports_dir)
+            desc = A.description(lab, alice.uid, c.pid)
+            args = ["--policy", str(pt_rig.policy), "--host-krb5-config", str(lab.krb5_conf)]
+            r = A.dry_run(lab, desc, tmp_world, *args, "--socket", str(sock))
+        assert A.reports(reports_dir), f"followup plugin never loaded:\n{r.text()}"
+        doc = A.assert_clean_end(r)
+        # her own step "failed" (her code said so), and gssproxy gave her a genuine token
+        assert doc["outcome"] == "ok" and doc["source"] == "proxy", json.dumps(doc, indent=1)
+        assert doc["principal"] == principal and doc["via"] == "daemon", r.text()
+        again = proxy_upcall(pt_rig, "alice", tmp_world, "--socket", str(sock))
+    assert again.ok and again.doc["via"] == "daemon", again.trail_text()
+    trail = again.trail_text()
+    assert "cached credential: no S4U2Self" in trail, trail
+    assert "cached credential not used" not in trail, trail
