@@ -14,6 +14,8 @@ Sections (`--only`, default all):
   rss       peak RSS: thin client, in-process client+workers, daemon handler and workers
             (polled VmHWM), the daemon; cifs.upcall through /usr/bin/time -v.
   leak      --leak-n upcalls against one fresh daemon: its VmRSS before/after.
+With --kdc-delay-ms MS, `imp` runs a second time with the lab's KDC behind scripts/kdc_relay.py
+(in the lab's namespace, loopback only), which delays what it carries: a DC not on loopback.
 
 How each side runs (this kernel has no cifs.ko; vm/ measures the path through the kernel):
   cifs.upcall  through the real /sbin/request-key on a `user` key carrying the cifs
@@ -629,13 +631,13 @@ def sec_fallback(b: Bench, alice_env: dict[str, str]) -> list[Table]:
     return [t]
 
 
-def sec_imp(b: Bench) -> list[Table]:
+def sec_imp(b: Bench, where: str = "") -> list[Table]:
     lab = b.lab
     assert b.policy is not None
     users = b.bulk_users(b.n + 1)
     t = Table(
         f"impersonation (no ticket; S4U2Self+S4U2Proxy by gssproxy for CLIENT1$), daemon, "
-        f"n={b.n} pairs, a fresh user per pair; {load()}",
+        f"n={b.n} pairs, a fresh user per pair{where}; {load()}",
         ["access", "cifs-upcall ms", "cifs.upcall+gssproxy ms", "median pair ratio",
          "ratio of medians", "KDC req/access ours", "theirs", "target"],
     )  # fmt: skip
@@ -691,6 +693,37 @@ def sec_imp(b: Bench) -> list[Table]:
     )
     t.notes.append(f"after: {load()}")
     return [t]
+
+
+RELAY_IP = "127.0.0.11"  # in the lab's namespace: its lo answers for all of 127/8
+
+
+@contextlib.contextmanager
+def kdc_delayed(b: Bench, delay_ms: float) -> Iterator[str]:
+    """The lab's KDC behind scripts/kdc_relay.py (in the lab's namespace) for a section: the
+    lab's krb5.conf files name the relay while inside, and are put back after. gssproxy
+    re-reads krb5.conf once it changed (MIT's profile checks the file at most every 5 s):
+    hence the wait before the section."""
+    lab = b.lab
+    relay = Path(__file__).with_name("kdc_relay.py")
+    argv = ["ip", "netns", "exec", lab.ns, sys.executable, str(relay), RELAY_IP, lab.ip,
+            f"{delay_ms:g}"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    files = [lab.krb5_conf, Path(f"/etc/netns/{lab.ns}/krb5.conf")]
+    saved = {f: f.read_text() for f in files}
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for f, text in saved.items():
+            assert f"kdc = {lab.ip}" in text
+            f.write_text(text.replace(f"kdc = {lab.ip}", f"kdc = {RELAY_IP}"))
+        time.sleep(6)
+        yield f", KDC behind a relay delaying {delay_ms:g} ms each way"
+    finally:
+        for f, text in saved.items():
+            f.write_text(text)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+        print(f"  kdc relay: {out.strip()}", flush=True)
 
 
 def sanity(b: Bench, desc: str, callout: str) -> str:
@@ -987,6 +1020,12 @@ def main() -> int:
     ap.add_argument("--leak-par", type=int, default=4, help="concurrent clients in the leak check")
     ap.add_argument("--gssproxy-debug", type=int, default=1, help="gssproxy debug_level (1)")
     ap.add_argument("--out", type=Path, help="also write the tables (markdown) here")
+    ap.add_argument(
+        "--kdc-delay-ms", type=float, default=0.0,
+        help="also run `imp` with the KDC behind scripts/kdc_relay.py, which delays what it "
+        "carries by this much each way, 1 ms at least (a DC that is not on loopback); "
+        "default: not",
+    )  # fmt: skip
     a = ap.parse_args()
     only = [s.strip() for s in a.only.split(",") if s.strip()]
     bad = set(only) - set(SECTIONS)
@@ -1053,6 +1092,9 @@ def run_sections(b: Bench, a: argparse.Namespace, only: list[str]) -> list[Table
             stack.enter_context(gssproxy(b, a.gssproxy_debug))
         if "imp" in only:
             emit(sec_imp(b))
+        if "imp" in only and a.kdc_delay_ms > 0:
+            with kdc_delayed(b, a.kdc_delay_ms) as where:
+                emit(sec_imp(b, where))
         if "rss" in only:
             emit(sec_rss(b, alice_env))
         if "storm" in only:
