@@ -217,7 +217,7 @@ def _accept(res: dict[str, object], step: Step, what: str) -> tuple[SourceToken,
     """Parent: a worker's success, strictly parsed; the step decides what it may claim."""
     from .errors import WorkerProtocolError
 
-    if not {"token", "trail"} <= set(res) <= {"token", "trail"}:
+    if set(res) != {"token", "trail"}:
         raise WorkerProtocolError(f"{what} wrote a malformed result")
     token = SourceToken.from_json(res["token"], _ALLOWED[step], what)
     return token, parse_trail(res["trail"], what)
