@@ -149,12 +149,12 @@ def _assume_authority(serial: int) -> None:
     and instantiate work without this call), so it is repeated off the request's path, for
     a runner that only linked the authorisation key; a failure shows where it matters, in
     instantiate or negate."""
-    from .kernel import _keyctl
+    from .kernel import keyring
 
-    try:  # noqa: SIM105 - contextlib costs the thin client an import
-        _keyctl.assume_authority(serial)
-    except OSError:
-        pass
+    try:
+        keyring.assume_authority(serial)
+    except Exception as e:
+        _keyring_failure(e)  # a keyring refusal is left to instantiate or negate; a bug raises
 
 
 def _pin(description: str) -> int:
@@ -222,7 +222,7 @@ def _exchange(
         posix.sched_yield()
         # what apply() will need, loaded while the daemon works rather than after its reply
         from . import log  # noqa: F401
-        from .kernel import _keyctl, keyring  # noqa: F401
+        from .kernel import keyring  # noqa: F401 - and with it the cffi layer
 
         if mode == "key":
             _assume_authority(serial)
