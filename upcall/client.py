@@ -189,17 +189,6 @@ def _connect(argv: list[str]) -> "tuple[_socket.socket | None, str]":
     return s, ""
 
 
-def _ask_daemon(mode: str, serial: int, text: str, argv: list[str]) -> tuple[object, str]:
-    """(Reply, "") from the daemon, or (None, why not): _connect, then _exchange."""
-    conn, why = _connect(argv)
-    if conn is None:
-        return None, why
-    try:
-        return _exchange(conn, mode, serial, text, argv)
-    finally:
-        conn.close()
-
-
 def _exchange(
     s: "_socket.socket", mode: str, serial: int, text: str, argv: list[str]
 ) -> tuple[object, str]:

@@ -316,12 +316,24 @@ def _answer_ok(req: bytes, fds: list[int]) -> bytes:
     return wire.record(b"K", b"") + r.encode()
 
 
+def _ask_daemon(mode: str, serial: int, text: str, argv: list[str]) -> tuple[object, str]:
+    """(Reply, "") from the daemon, or (None, why not): the client's _connect, then _exchange,
+    as run() does them."""
+    conn, why = client._connect(argv)
+    if conn is None:
+        return None, why
+    try:
+        return client._exchange(conn, mode, serial, text, argv)
+    finally:
+        conn.close()
+
+
 def test_ask_daemon_sends_the_request_and_decodes_the_reply(tmp_path: Path) -> None:
     path = str(tmp_path / "s")
     d = FakeDaemon(path, _answer_ok)
     argv = ["--socket", path, "--dry-run", DESC]
     try:
-        reply, why = client._ask_daemon("dry", 0, DESC, argv)
+        reply, why = _ask_daemon("dry", 0, DESC, argv)
     finally:
         d.close()
     assert why == "" and isinstance(reply, wire.Reply)
@@ -337,7 +349,7 @@ def test_ask_daemon_passes_the_pinned_caller(tmp_path: Path) -> None:
     d = FakeDaemon(path, _answer_ok)
     text = f"{DESC};pid={os.getpid():#x}"
     try:
-        reply, _ = client._ask_daemon("dry", 0, text, ["--socket", path])
+        reply, _ = _ask_daemon("dry", 0, text, ["--socket", path])
     finally:
         d.thread.join(10)
     assert isinstance(reply, wire.Reply)
@@ -421,7 +433,7 @@ def test_a_failed_assume_authority_is_left_to_instantiate(
 
 def test_ask_daemon_without_a_daemon(tmp_path: Path) -> None:
     path = str(tmp_path / "none")
-    reply, why = client._ask_daemon("dry", 0, DESC, ["--socket", path])
+    reply, why = _ask_daemon("dry", 0, DESC, ["--socket", path])
     assert reply is None and why.startswith(f"no daemon at {path}: ")
 
 
@@ -429,7 +441,7 @@ def test_ask_daemon_refuses_a_reply_without_exit(tmp_path: Path) -> None:
     path = str(tmp_path / "s")
     d = FakeDaemon(path, lambda req, fds: wire.record(b"K", b"") + wire.record(b"O", b"x"))
     try:
-        reply, why = client._ask_daemon("dry", 0, DESC, ["--socket", path])
+        reply, why = _ask_daemon("dry", 0, DESC, ["--socket", path])
     finally:
         d.close()
     assert reply is None and why == f"daemon at {path}: reply without an exit status"
@@ -440,7 +452,7 @@ def test_ask_daemon_refuses_an_oversized_reply(tmp_path: Path) -> None:
     big = wire.record(b"K", b"") + wire.record(b"O", b"x" * wire.REPLY_MAX)
     d = FakeDaemon(path, lambda req, fds: big)
     try:
-        reply, why = client._ask_daemon("dry", 0, DESC, ["--socket", path])
+        reply, why = _ask_daemon("dry", 0, DESC, ["--socket", path])
     finally:
         d.close()
     assert reply is None and why == f"daemon at {path}: reply too large"
@@ -453,7 +465,7 @@ def test_ask_daemon_raises_on_a_record_over_the_limit(tmp_path: Path) -> None:
     d = FakeDaemon(path, lambda req, fds: head)
     try:
         with pytest.raises(ValueError, match="limit"):
-            client._ask_daemon("dry", 0, DESC, ["--socket", path])
+            _ask_daemon("dry", 0, DESC, ["--socket", path])
     finally:
         d.close()
 
@@ -467,7 +479,7 @@ def test_ask_daemon_gives_up_without_acceptance(
     srv.bind(path)
     srv.listen(1)  # never accepts, never answers
     try:
-        reply, why = client._ask_daemon("dry", 0, DESC, ["--socket", path])
+        reply, why = _ask_daemon("dry", 0, DESC, ["--socket", path])
     finally:
         srv.close()
     assert reply is None and why == f"daemon at {path}: no acceptance in time"
