@@ -177,3 +177,42 @@ def test_sweep_removes_only_the_killed_workers_scratch(
     proxy.sweep(4242)
     assert not mine.exists() and other.exists() and unrelated.exists()
     assert proxy.sweep in child._on_kill  # registered where the handler kills workers
+
+
+def test_scratch_is_a_fresh_private_directory_named_for_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    from upcall.sources import proxy
+
+    monkeypatch.setattr(proxy, "_scratch_root", lambda: str(tmp_path))
+    a, b = proxy._scratch(), proxy._scratch()
+    assert a != b  # never an existing directory, even for the same pid
+    for d in (a, b):
+        st = os.lstat(d)
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+        assert os.path.basename(d).startswith(f"{proxy.SCRATCH_PREFIX}{os.getpid()}-")
+    # a planted name is never taken over: every try finds it taken, and it stays as it was
+    monkeypatch.setattr(os, "urandom", lambda n: b"\0" * n)
+    planted = tmp_path / f"{proxy.SCRATCH_PREFIX}{os.getpid()}-{'00' * 6}"
+    planted.symlink_to("/")
+    with pytest.raises(FileExistsError):
+        proxy._scratch()
+    assert planted.is_symlink()
+
+
+def test_remove_takes_the_scratch_away_whatever_it_holds(tmp_path: Path) -> None:
+    from upcall.sources import proxy
+
+    usual, odd = tmp_path / "usual", tmp_path / "odd"
+    for d in (usual, odd):
+        d.mkdir()
+        for name in proxy.SCRATCH_FILES:
+            (d / name).write_bytes(b"ccache")
+    (odd / "cc.tmp").write_bytes(b"something else")  # not a name a worker writes
+    proxy._remove(str(usual))
+    proxy._remove(str(odd))
+    proxy._remove(str(tmp_path / "gone"))  # already gone: nothing to do, no error
+    assert not usual.exists() and not odd.exists()

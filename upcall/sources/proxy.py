@@ -28,6 +28,7 @@ try local krb5 first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -185,9 +186,34 @@ def _scratch_root() -> str:
 
 def _scratch() -> str:
     """A root-only directory for the blob's FILE ccaches (tmpfs /run where there is one),
-    named for this worker's pid; run() removes it after its result is out, sweep() if the
-    worker was killed first."""
-    return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=_scratch_root())
+    named for this worker's pid and 48 random bits (what mkdtemp gives, without seeding its
+    name generator in each forked worker: 0.25 ms of the request's path); mkdir never
+    follows or reuses what is there. _remove() takes it away after the result is out,
+    sweep() if the worker was killed first."""
+    root = _scratch_root()
+    for _ in range(100):
+        path = os.path.join(root, f"{SCRATCH_PREFIX}{os.getpid()}-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free scratch directory name in {root}")
+
+
+SCRATCH_FILES = ("cc", "out")  # _stage's and _export's ccaches: all a worker writes there
+
+
+def _remove(d: str) -> None:
+    """Worker: its scratch directory, gone: the two names it may hold, else (something else
+    appeared there) the whole tree."""
+    for name in SCRATCH_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(d, name))
+    try:
+        os.rmdir(d)
+    except OSError:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def sweep(pid: int) -> None:
@@ -240,7 +266,7 @@ def _stage(plan: ProxyPlan, d: str) -> tuple[str | None, str]:
         return None, ""
     if gssproxy_blob_principal(blob) != plan.principal:
         return None, f"not a gssproxy credential of {plan.principal}"
-    path = os.path.join(d, "cc")
+    path = os.path.join(d, SCRATCH_FILES[0])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(blob)
@@ -272,7 +298,7 @@ def _export(creds: Any, d: str) -> tuple[str, int] | None:
     """The credential as the blob a later worker can use: (hex, end in unix seconds)."""
     try:
         lifetime = creds.lifetime
-        path = os.path.join(d, "out")
+        path = os.path.join(d, SCRATCH_FILES[1])
         creds.store(store={b"ccache": f"FILE:{path}".encode()}, usage="initiate", overwrite=True)
         with open(path, "rb") as f:
             blob = f.read(CRED_MAX + 1)
@@ -302,7 +328,7 @@ def run(plan: ProxyPlan) -> dict[str, object]:
         if staged:  # read when a krb5 context is made: at the first call that needs one
             os.environ["KRB5CCNAME"] = f"FILE:{staged}"
         if not child.wait_gate():
-            shutil.rmtree(d, ignore_errors=True)
+            _remove(d)
             os._exit(0)  # the handler took another source: gssproxy is never asked
 
         got: tuple[Any, SourceToken] | None = None
@@ -334,7 +360,7 @@ def run(plan: ProxyPlan) -> dict[str, object]:
         kept = staged is not None and taken and _unchanged(staged, plan.cached)
     except BaseException as e:
         if d is not None:
-            shutil.rmtree(d, ignore_errors=True)
+            _remove(d)
         if isinstance(e, UpcallError):
             e.trail = trail
         raise
@@ -348,7 +374,7 @@ def _after(creds: Any, d: str, export: bool) -> dict[str, object] | None:
     try:
         cred = _export(creds, d) if export else None
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        _remove(d)
     return {"cred": cred[0], "cred_expires": cred[1]} if cred else None
 
 
