@@ -280,12 +280,15 @@ def test_outcome_logs_trail_and_summary(tmp_path: Path, quiet_log: None) -> None
     req = parse_description("ver=0x2;host=h1;sec=krb5;uid=0x1;creduid=0x1")
     out = Outcome(False, req, 1, Reason.CALLER_GONE, "gone", "retry")
     out.trail.append(Attempt("local", "left", "caller-gone: gone", "caller-gone"))
-    for prio, line, entry in respond._outcome_lines(out, 9, "in-process"):
+    for prio, line, entry in respond._outcome_lines(out, 9, "in-process", True):
         log.emit(prio, line, entry)
     lines = f.read_text().splitlines()
     assert lines[0].endswith('source=local outcome=left detail="caller-gone: gone" '
                              "reason=caller-gone")  # fmt: skip
     assert "outcome=failed reason=caller-gone key=9 host=h1" in lines[1]
+    # without --debug the trail is not even made (emit would drop it): the summary alone
+    quiet = respond._outcome_lines(out, 9, "in-process", False)
+    assert [(p, line) for p, line, _ in quiet] == [(3, lines[1].split(": ", 1)[1])]
 
 
 # ---- policy_file trust -----------------------------------------------------------------------

@@ -103,7 +103,7 @@ def test_dry_reply_text_output(ok_pipeline: FakePipeline) -> None:
     rows = r.stdout.splitlines()
     assert rows[0] == "  policy     note    defaults: try local"
     assert rows[1].startswith("outcome=ok source=proxy")
-    assert [p for p, _, _ in r.lines] == [syslog.LOG_DEBUG, syslog.LOG_INFO]
+    assert [p for p, _, _ in r.lines] == [syslog.LOG_INFO]  # the trail's lines need -d
     assert r.lines[-1][2] and b"CIFS_UPCALL_OUTCOME=ok" in r.lines[-1][2]
     assert ok_pipeline.calls[0][2] == {"pidfd": None, "cache": None, "workers": None}
 
@@ -117,7 +117,7 @@ def test_dry_reply_json_output(failing_pipeline: FakePipeline, tmp_path: Path) -
     assert doc["source"] is None and doc["enctype"] is None and doc["payload_len"] is None
     assert doc["trail"] == [Attempt("policy", "note", "defaults: try local").as_dict()]
     assert failing_pipeline.calls[0][2]["pidfd"] == 5
-    assert r.lines[-1][0] == syslog.LOG_ERR
+    assert [p for p, _, _ in r.lines] == [syslog.LOG_DEBUG, syslog.LOG_ERR]  # -d: the trail
 
 
 def test_dry_reply_json_ok_fields(ok_pipeline: FakePipeline) -> None:
