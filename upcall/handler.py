@@ -17,6 +17,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from . import fdpass, wire
@@ -46,7 +47,7 @@ def main(
 ) -> int:  # fmt: skip
     """Handler: prepare its workers, rehearse, wait for the connection on `chan` (from the
     parent), serve it with the keeper's cache over `cache`."""
-    workers = PreparedWorkers(proxy=proxy)
+    workers = PreparedWorkers(proxy=proxy, rehearse=rehearse is not None)
     if rehearse is not None:
         _rehearse(*rehearse)
     try:
@@ -66,29 +67,41 @@ def main(
 REHEARSAL = "ver=0x2;host=rehearsal.invalid;ip4=192.0.2.1;sec=krb5;uid=0xfffe;creduid=0xfffe"
 
 
-class _NoCredentials(SerialWorkers):
-    """The rehearsal's workers: every step fails at once, nothing is forked."""
+class _Rehearsal(SerialWorkers):
+    """The rehearsal's workers: nothing is forked. Each step's result is a worker's line,
+    made and parsed as a real one is (child.rehearsed): with `fail_first` the first step
+    fails and any later one gives a token (a repeat impersonated access: own credentials,
+    then gssproxy), else the first gives one (an own ticket)."""
+
+    def __init__(self, fail_first: bool) -> None:
+        self._fail = fail_first
 
     def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
-        from .errors import CredentialError
+        from .sources.base import SourceKind, rehearsal_result
+        from .worker import child
 
-        raise CredentialError("rehearsal", hint="")
+        fail, self._fail = self._fail, False
+        kind = SourceKind.PROXY if step.is_proxy else SourceKind.CCACHE
+        return child.rehearsed(plan, partial(rehearsal_result, kind, fail), what)
 
 
 def _rehearse(policy: str | None = None, krb5: str | None = None) -> None:
     """Spare handler, before it has a request: run a request's code once on REHEARSAL (with
-    the policy and host krb5.conf the last request used) and workers that refuse, so that
-    the copy-on-write faults a forked handler takes on its first run (~850 pages here, ~2 ms
-    under this hypervisor) are paid before anyone waits. Reads root's policy and krb5.conf
-    and NSS for uid 65534, builds a reply, sends and logs nothing."""
+    the policy and host krb5.conf the last request used) and workers whose results are
+    made and parsed on the spot (_Rehearsal: a failure then a token, then a token first),
+    so that the copy-on-write faults a forked handler takes on its first run (~850 pages
+    here, ~2 ms under this hypervisor) are paid before anyone waits. Reads root's policy
+    and krb5.conf and NSS for uid 65534, builds replies, sends and logs nothing."""
     from . import respond
     from .cli import parse_args
 
     extra = [*(["--policy", policy] if policy else []),
              *(["--host-krb5-config", krb5] if krb5 else [])]  # fmt: skip
     a = parse_args([*extra, "--dry-run", REHEARSAL, "--json"])
-    with contextlib.suppress(Exception):
-        respond.dry_reply(REHEARSAL, a, None, "daemon", workers=_NoCredentials())[0].encode()
+    for fail_first in (True, False):
+        workers = _Rehearsal(fail_first)
+        with contextlib.suppress(Exception):
+            respond.dry_reply(REHEARSAL, a, None, "daemon", workers=workers)[0].encode()
 
 
 def _read_request(conn: socket.socket) -> tuple[list[tuple[bytes, bytes]], int | None]:

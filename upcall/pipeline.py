@@ -333,18 +333,22 @@ class PreparedWorkers(ForkedWorkers):
     """The daemon handler's: the first local step, and unless `proxy` is None (else: the
     socket to prepare for, or "") the first gssproxy step, run in workers forked and
     prepared (preload, mech glue; the gssproxy one without its capabilities) before the
-    request arrived (child.Ready); anything else forks as ForkedWorkers does. close() lets
-    unused ones go."""
+    request arrived (child.Ready), and with `rehearse` (a spare's, forked while a CPU is
+    free) rehearsed too; anything else forks as ForkedWorkers does. close() lets unused
+    ones go."""
 
-    def __init__(self, overlap: bool = True, proxy: str | None = None) -> None:
+    def __init__(
+        self, overlap: bool = True, proxy: str | None = None, rehearse: bool = False
+    ) -> None:
         from .sources import local
         from .sources import proxy as gssproxy
 
         super().__init__(overlap)
-        self._ready: child.Ready | None = child.Ready(local.prepare)
+        self._ready: child.Ready | None = child.Ready(partial(local.prepare, rehearse=rehearse))
         self._proxy: child.Ready | None = None
         if proxy is not None:
-            self._proxy = child.Ready(partial(gssproxy.prepare, proxy or None))
+            ahead = partial(gssproxy.prepare, proxy or None, rehearse=rehearse)
+            self._proxy = child.Ready(ahead)
 
     def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
         from .sources import local, proxy

@@ -614,3 +614,31 @@ def test_a_worker_that_enters_a_caller_is_never_gated(tmp_path: Path) -> None:
     ready.close()
     child.finish()
     assert not Path(marker + ".ahead").exists()
+
+
+def test_rehearse_writes_nothing_and_never_raises(capfd: pytest.CaptureFixture[str]) -> None:
+    """A prepared worker's rehearsal: whatever its function does (a token, a failure, a
+    crash) and whatever its plan is (even unpicklable), nothing comes out of it."""
+    from upcall.sources.base import SourceKind, rehearsal_result
+
+    def crash() -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    for fn in (functools.partial(rehearsal_result, SourceKind.PROXY),
+               functools.partial(rehearsal_result, SourceKind.CCACHE, True), crash):  # fmt: skip
+        assert child.rehearse(threading.Lock(), fn) is None
+        assert child.rehearse({"plan": 1}, fn) is None
+    assert capfd.readouterr() == ("", "")
+
+
+def test_rehearsed_parses_as_a_workers_result() -> None:
+    """The handler's rehearsal reads results through parse(): a token as an ok dict, a
+    failure rebuilt with its class, reason and trail."""
+    from upcall.sources.base import SourceKind, SourceToken, rehearsal_result
+
+    ok = child.rehearsed("plan", functools.partial(rehearsal_result, SourceKind.PROXY), "w")
+    tok = SourceToken.from_json(ok["token"], frozenset({SourceKind.PROXY}))
+    assert tok.impersonated and tok.principal == "rehearsal@INVALID" and len(tok.session_key) == 32
+    with pytest.raises(CredentialError) as e:
+        child.rehearsed("plan", functools.partial(rehearsal_result, SourceKind.CCACHE, True), "w")
+    assert e.value.reason is Reason.NO_CREDENTIALS and e.value.trail[0].outcome == "failed"

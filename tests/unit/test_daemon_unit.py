@@ -506,11 +506,44 @@ def test_rehearsal_runs_the_request_code_without_forking_reading_callers_or_prin
 
     monkeypatch.setattr(pipeline, "run_upcall", spy)
     monkeypatch.setattr(os, "fork", lambda: pytest.fail("the rehearsal forked"))
-    handler._rehearse()
-    assert calls == ["rehearsal.invalid pid=None ok=False reason=Reason.NO_CREDENTIALS"]
+    handler._rehearse()  # no policy: own credentials only; they fail, then they give a token
+    assert calls == [
+        "rehearsal.invalid pid=None ok=False reason=Reason.NO_CREDENTIALS",
+        "rehearsal.invalid pid=None ok=True reason=None",
+    ]
     handler._rehearse("/nonexistent/policy.yaml", "/nonexistent/krb5.conf")  # refused: quietly
-    assert len(calls) == 2 and "reason=Reason.BAD_POLICY" in calls[1]
+    assert len(calls) == 4 and all("reason=Reason.BAD_POLICY" in c for c in calls[2:])
     assert capfd.readouterr() == ("", "")
+
+
+def test_rehearsal_takes_a_repeats_way_own_credentials_failing_then_gssproxy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With a policy that impersonates, the first rehearsal is a repeat impersonated access
+    (own credentials fail, gssproxy's worker gives the token: its result parsed as a real
+    one), the second an own ticket; neither forks, and no gssproxy is asked."""
+    from upcall.policy.rules import Defaults, Mode, Policy
+
+    pol = Policy(defaults=Defaults(mode=Mode.LOCAL_FIRST, socket="/nonexistent/gp.sock"),
+                 principal_map={"65534": "rehearsal@INVALID"}, origin="test policy")  # fmt: skip
+    monkeypatch.setattr(daemon_policy_file, "load", lambda path: pol)
+    krb5 = tmp_path / "krb5.conf"
+    krb5.write_text("[libdefaults]\n default_realm = INVALID\n")
+    seen: list[tuple[bool, str | None, list[str]]] = []
+    real = pipeline.run_upcall
+
+    def spy(req: Request, opts: pipeline.Options, **kw: Any) -> pipeline.Outcome:
+        out = real(req, opts, **kw)
+        source = out.token.source.value if out.token is not None else None
+        seen.append((out.ok, source, [f"{a.source}:{a.outcome}" for a in out.trail]))
+        return out
+
+    monkeypatch.setattr(pipeline, "run_upcall", spy)
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("the rehearsal forked"))
+    handler._rehearse(None, str(krb5))
+    (ok1, src1, trail1), (ok2, src2, _) = seen
+    assert (ok1, src1, ok2, src2) == (True, "proxy", True, "ccache")
+    assert "ccache:failed" in trail1 and "local:left" in trail1 and "proxy:ok" in trail1
 
 
 def test_warm_remembers_the_policy_and_its_only_gssproxy_socket(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import WorkerProtocolError
+from ..errors import CredentialError, WorkerProtocolError
 from ..trail import Attempt as Attempt  # re-exported: the sources' vocabulary
 
 
@@ -105,3 +105,19 @@ class SourceToken:
         if not ok:
             raise bad
         return cls(kind, token, key, enctype, d["principal"], d["spn"], kind.impersonates)
+
+
+REHEARSAL_HOST = "rehearsal.invalid"  # a rehearsal's server: nobody's (RFC 2606)
+
+
+def rehearsal_result(kind: SourceKind, fail: bool = False) -> dict[str, object]:
+    """A source's result of nobody's (zero bytes, .invalid names) for the rehearsals of
+    workers and handlers (child.rehearse, child.rehearsed): a token of `kind` that passes
+    from_json with its trail, or (`fail`) the CredentialError a source raises. Never sent."""
+    if fail:
+        e = CredentialError("rehearsal", hint="")
+        e.trail = [Attempt(kind.value, "failed", "rehearsal", e.reason.value)]
+        raise e
+    token = SourceToken(kind, bytes(1024), bytes(32), 18, "rehearsal@INVALID",
+                        f"cifs/{REHEARSAL_HOST}@INVALID", kind.impersonates)  # fmt: skip
+    return {"token": token.to_json(), "trail": [Attempt(kind.value, "ok", "rehearsal").as_dict()]}

@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..caller import identity, namespaces
@@ -22,8 +23,8 @@ from ..errors import CredentialError, NamespaceError, Reason, UpcallError
 from ..kernel.request import IPAddress
 from ..krb5.classify import FCC_NOFILE, classify
 from ..krb5.spn import SpnCandidate, SystemResolver, candidates
-from ..worker import boundary
-from .base import Attempt, SourceKind, SourceToken
+from ..worker import boundary, child
+from .base import REHEARSAL_HOST, Attempt, SourceKind, SourceToken, rehearsal_result
 from .spn_attempts import Translate, first_token
 
 KEYTAB_CCACHE = "MEMORY:cifs-upcall-keytab"
@@ -166,19 +167,31 @@ def _keytab_source(plan: LocalPlan, spns: _Candidates, trail: list[Attempt]) -> 
     return tok
 
 
-def prepare() -> None:
+def prepare(*, rehearse: bool = False) -> None:
     """Worker, host namespaces, root, before any plan: the worker's own environment
     (GSS_USE_PROXY=no before the mech glue loads) and the host side of the boundary. A
-    prepared worker (child.Ready) runs this before its request arrives."""
+    prepared worker (child.Ready) runs this before its request arrives, with `rehearse`:
+    then its plan's and result's way too (child.rehearse), a failure as on a repeat
+    impersonated access and a token as for an own ticket."""
     if _prepared:
         return
     os.environ.clear()
     os.environ.update(PATH="/usr/bin:/bin", GSS_USE_PROXY="no")
     boundary.preload()
+    if rehearse:
+        child.rehearse(_REHEARSAL, partial(rehearsal_result, SourceKind.CCACHE, True))
+        child.rehearse(_REHEARSAL, partial(rehearsal_result, SourceKind.CCACHE))
     _prepared.append(True)
 
 
 _prepared: list[bool] = []
+
+# what a prepared worker rehearses with: nobody's (uid 65534, no caller), never sent anywhere
+_REHEARSAL = LocalPlan(
+    REHEARSAL_HOST, None, False, identity.Identity(65534, 65534, None),
+    identity.Target(65534, 65534), -1, namespaces.NamespacePlan(()),
+    CcacheChoice(None, "default"), None, None, None,
+)  # fmt: skip
 
 
 def run(plan: LocalPlan) -> dict[str, object]:

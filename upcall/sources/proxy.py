@@ -44,7 +44,7 @@ from ..krb5.classify import ProxyPhase, classify_proxy
 from ..krb5.spn import SpnCandidate, SystemResolver, candidates
 from ..policy.rules import ProxyKind
 from ..worker import child
-from .base import Attempt, SourceKind, SourceToken
+from .base import REHEARSAL_HOST, Attempt, SourceKind, SourceToken, rehearsal_result
 from .proxy_cache import CRED_MAX, gssproxy_blob_principal
 from .spn_attempts import first_token
 
@@ -132,7 +132,7 @@ def _drop() -> None:
         os.close(status)
 
 
-def prepare(socket: str | None = None) -> None:
+def prepare(socket: str | None = None, *, rehearse: bool = False) -> None:
     """Worker, host namespaces, before any plan: no capability left (uid 0 stays), then the
     mech glue and the interposer loaded with GSS_USE_PROXY=yes (read then; the socket, read
     at connect time, and krb5.conf come with the plan). A prepared worker (child.Ready) runs
@@ -140,7 +140,8 @@ def prepare(socket: str | None = None) -> None:
     (the policy's only one) it also asks that gssproxy for its mechanisms, which the
     interposer otherwise asks once per process after its first context: one round trip
     less on the request's path. Without, inquire_saslname_for_mech loads the mech glue
-    without a word to gssproxy."""
+    without a word to gssproxy. With `rehearse` (a worker forked ahead of its request), the
+    result's way too (child.rehearse)."""
     if _prepared:
         return
     _drop()
@@ -162,7 +163,18 @@ def prepare(socket: str | None = None) -> None:
     else:
         _interpose("", None)
         gssapi.raw.inquire_saslname_for_mech(gssapi.MechType.kerberos)
+    if rehearse:
+        child.rehearse(_REHEARSAL, _rehearsal_result)
     _prepared.append(True)
+
+
+# what a prepared worker rehearses with (child.rehearse): nobody's, never sent anywhere
+_REHEARSAL = ProxyPlan(REHEARSAL_HOST, None, False, "rehearsal@INVALID", "/nonexistent")
+
+
+def _rehearsal_result() -> dict[str, object]:
+    gssproxy_blob_principal(b"\x05\x04" + bytes(64))
+    return rehearsal_result(_REHEARSAL.source)
 
 
 _prepared: list[bool] = []
