@@ -63,7 +63,8 @@ def main(
         workers.close()
 
 
-# No pid (no caller to read), a documentation address, uid 65534: nothing of anyone's is read.
+# A documentation address, uid 65534, and as the caller the spare handler itself (_rehearse):
+# nothing of anyone's is read.
 REHEARSAL = "ver=0x2;host=rehearsal.invalid;ip4=192.0.2.1;sec=krb5;uid=0xfffe;creduid=0xfffe"
 
 
@@ -91,17 +92,21 @@ def _rehearse(policy: str | None = None, krb5: str | None = None) -> None:
     made and parsed on the spot (_Rehearsal: a failure then a token, then a token first),
     so that the copy-on-write faults a forked handler takes on its first run (~850 pages
     here, ~2 ms under this hypervisor) are paid before anyone waits. Reads root's policy
-    and krb5.conf and NSS for uid 65534, builds replies, sends and logs nothing."""
+    and krb5.conf, NSS for uid 65534 and its own /proc entry, builds replies, sends and
+    logs nothing."""
     from . import respond
     from .cli import parse_args
 
     extra = [*(["--policy", policy] if policy else []),
              *(["--host-krb5-config", krb5] if krb5 else [])]  # fmt: skip
-    a = parse_args([*extra, "--dry-run", REHEARSAL, "--json"])
+    # its own pid as the caller's: the caller's way (pin, /proc, namespaces, the local plan)
+    # is rehearsed on a process of root's own that is in the host's namespaces already
+    text = f"{REHEARSAL};pid=0x{os.getpid():x}"
+    a = parse_args([*extra, "--dry-run", text, "--json"])
     for fail_first in (True, False):
         workers = _Rehearsal(fail_first)
         with contextlib.suppress(Exception):
-            respond.dry_reply(REHEARSAL, a, None, "daemon", workers=workers)[0].encode()
+            respond.dry_reply(text, a, None, "daemon", workers=workers)[0].encode()
 
 
 def _read_request(conn: socket.socket) -> tuple[list[tuple[bytes, bytes]], int | None]:

@@ -507,9 +507,10 @@ def test_rehearsal_runs_the_request_code_without_forking_reading_callers_or_prin
     monkeypatch.setattr(pipeline, "run_upcall", spy)
     monkeypatch.setattr(os, "fork", lambda: pytest.fail("the rehearsal forked"))
     handler._rehearse()  # no policy: own credentials only; they fail, then they give a token
+    me = os.getpid()  # the caller is the rehearsing handler itself: nobody else is read
     assert calls == [
-        "rehearsal.invalid pid=None ok=False reason=Reason.NO_CREDENTIALS",
-        "rehearsal.invalid pid=None ok=True reason=None",
+        f"rehearsal.invalid pid={me} ok=False reason=Reason.NO_CREDENTIALS",
+        f"rehearsal.invalid pid={me} ok=True reason=None",
     ]
     handler._rehearse("/nonexistent/policy.yaml", "/nonexistent/krb5.conf")  # refused: quietly
     assert len(calls) == 4 and all("reason=Reason.BAD_POLICY" in c for c in calls[2:])
