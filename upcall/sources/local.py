@@ -179,6 +179,7 @@ def prepare(*, rehearse: bool = False) -> None:
     os.environ.update(PATH="/usr/bin:/bin", GSS_USE_PROXY="no")
     boundary.preload()
     if rehearse:
+        boundary.rehearse()
         child.rehearse(_REHEARSAL, partial(rehearsal_result, SourceKind.CCACHE, True))
         child.rehearse(_REHEARSAL, partial(rehearsal_result, SourceKind.CCACHE))
     _prepared.append(True)
