@@ -107,6 +107,50 @@ def test_user_in_own_userns_plugin_gets_no_capabilities(
     _check_plugin_reports(reports_dir, r)
 
 
+def test_prepared_worker_plugin_gets_no_capabilities_after_entering_a_user_namespace(
+    samba_lab: SambaLab, tmp_world: Path, cbin: Path, reports_dir: Path, tmp_path: Path
+) -> None:
+    """ATTACK: as above (alice's own user+mount namespace, her krb5.conf naming a plugin), but
+    through the warm daemon, whose local worker was prepared before the request: it emptied
+    its bounding set and locked its securebits then, and entering her user namespace gives it
+    a full bounding set and default securebits again. Secure: dropped anew after the switch,
+    the module sees no capability in any set and NoNewPrivs 1."""
+    so = A.evil_plugin(cbin, reports_dir)
+    conf = _conf(samba_lab, tmp_world, so)
+    alice = samba_lab.users["alice"]
+    cc = f"FILE:/tmp/cc-alice-{secrets.token_hex(4)}"
+    env = samba_lab.env(KRB5CCNAME=cc, PW=alice.password)
+    with (
+        warm_daemon(tmp_path) as sock,
+        A.hostile_caller(samba_lab, "alice", env, _user_ns_argv(conf, cc)) as c,
+    ):
+        _clear(reports_dir)
+        desc = A.description(samba_lab, alice.uid, c.pid)
+        r = A.dry_run(samba_lab, desc, tmp_world, "--socket", str(sock))
+    assert A.assert_clean_end(r)["via"] == "daemon", r.text()
+    _check_plugin_reports(reports_dir, r)
+
+
+def test_prepared_worker_plugin_gets_no_capabilities_from_a_root_container(
+    samba_lab: SambaLab, tmp_world: Path, cbin: Path, reports_dir: Path, tmp_path: Path
+) -> None:
+    """ATTACK: the capability-less uid-0 container above, through the warm daemon: its local
+    worker narrowed its bounding set before the request and enters only a mount namespace
+    (no user namespace restores anything). Secure: the module sees no capability either."""
+    so = A.evil_plugin(cbin, reports_dir)
+    conf = _conf(samba_lab, tmp_world, so)
+    with (
+        warm_daemon(tmp_path) as sock,
+        A.hostile_caller(samba_lab, None, samba_lab.env(), _root_no_caps_argv(conf)) as c,
+    ):
+        desc = A.description(samba_lab, 0, c.pid, user="CLIENT1$")
+        _clear(reports_dir)
+        keytab = str(samba_lab.base / "client1.keytab")
+        r = A.dry_run(samba_lab, desc, tmp_world, "-K", keytab, "--socket", str(sock))
+    assert A.assert_clean_end(r)["via"] == "daemon", r.text()
+    _check_plugin_reports(reports_dir, r)
+
+
 def test_flooding_child_is_bounded(
     samba_lab: SambaLab, tmp_world: Path, cbin: Path, reports_dir: Path
 ) -> None:
