@@ -21,6 +21,7 @@ _FLAGS = {
     "user": 0x10000000,
 }
 ORDER = tuple(_FLAGS)
+CLONE_NEWUSER = _FLAGS["user"]  # entering one restores the bounding set and securebits
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import warnings
 
 from .._ffi import ffi
 from ..caller.identity import Target
+from ..caller.namespaces import CLONE_NEWUSER
 from ..errors import NamespaceError, PrivilegeDropError
 from . import _caps, _setns
 
@@ -122,7 +123,6 @@ def narrow() -> None:
 
 
 _narrowed: list[bool] = []
-_NEWUSER = 0x10000000  # CLONE_NEWUSER: entering one restores the bounding set and securebits
 
 
 def guard() -> None:
@@ -151,7 +151,7 @@ def enter(pidfd: int, flags: int) -> None:
         raise PrivilegeDropError(f"cannot drop supplementary groups: {e.strerror}") from None
     if not flags:
         return
-    if flags & _NEWUSER:
+    if flags & CLONE_NEWUSER:
         _narrowed.clear()
     try:
         _setns.setns(pidfd, flags)
@@ -181,7 +181,7 @@ def verify(target: Target, status_fd: int) -> None:
     if any(_caps.capget()):
         raise PrivilegeDropError("capabilities left after capset (capget)")
     try:
-        status = os.pread(status_fd, 16384, 0).decode("ascii", "replace")
+        status = _status_text(status_fd)
     except OSError as e:
         raise PrivilegeDropError(f"cannot read own status: {e.strerror}") from None
     left = privileges_left(status)
@@ -205,9 +205,14 @@ def rehearse() -> None:
     copy-on-write faults (~0.15 ms in a fresh worker here) are paid before the request."""
     fd = open_status()
     try:
-        privileges_left(os.pread(fd, 16384, 0).decode("ascii", "replace"))
+        privileges_left(_status_text(fd))
     finally:
         os.close(fd)
+
+
+def _status_text(fd: int) -> str:
+    """An open_status() fd's text, read from its start (the fd is reused)."""
+    return os.pread(fd, 16384, 0).decode("ascii", "replace")
 
 
 def _nonzero(value: str | None) -> bool:
