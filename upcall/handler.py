@@ -78,12 +78,14 @@ class _Rehearsal(SerialWorkers):
         self._fail = fail_first
 
     def run(self, step: Step, plan: LocalPlan | ProxyPlan, budget: float, what: str) -> Result:
+        from .sources import local, proxy
         from .sources.base import SourceKind, rehearsal_result
         from .worker import child
 
         fail, self._fail = self._fail, False
         kind = SourceKind.PROXY if step.is_proxy else SourceKind.CCACHE
-        return child.rehearsed(plan, partial(rehearsal_result, kind, fail), what)
+        work = proxy.run if step.is_proxy else local.run  # what give() would pickle
+        return child.rehearsed(work, plan, partial(rehearsal_result, kind, fail), what)
 
 
 def _rehearse(policy: str | None = None, krb5: str | None = None) -> None:

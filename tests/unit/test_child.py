@@ -616,6 +616,11 @@ def test_a_worker_that_enters_a_caller_is_never_gated(tmp_path: Path) -> None:
     assert not Path(marker + ".ahead").exists()
 
 
+def _work(plan: object) -> dict[str, Any]:
+    """A worker function as a plan's message names it (pickled by reference)."""
+    return {}
+
+
 def test_rehearse_writes_nothing_and_never_raises(capfd: pytest.CaptureFixture[str]) -> None:
     """A prepared worker's rehearsal: whatever its function does (a token, a failure, a
     crash) and whatever its plan is (even unpicklable), nothing comes out of it."""
@@ -626,8 +631,8 @@ def test_rehearse_writes_nothing_and_never_raises(capfd: pytest.CaptureFixture[s
 
     for fn in (functools.partial(rehearsal_result, SourceKind.PROXY),
                functools.partial(rehearsal_result, SourceKind.CCACHE, True), crash):  # fmt: skip
-        assert child.rehearse(threading.Lock(), fn) is None
-        assert child.rehearse({"plan": 1}, fn) is None
+        assert child.rehearse(_work, threading.Lock(), fn) is None
+        assert child.rehearse(_work, {"plan": 1}, fn) is None
     assert capfd.readouterr() == ("", "")
 
 
@@ -636,9 +641,10 @@ def test_rehearsed_parses_as_a_workers_result() -> None:
     failure rebuilt with its class, reason and trail."""
     from upcall.sources.base import SourceKind, SourceToken, rehearsal_result
 
-    ok = child.rehearsed("plan", functools.partial(rehearsal_result, SourceKind.PROXY), "w")
+    ok = child.rehearsed(_work, "plan", functools.partial(rehearsal_result, SourceKind.PROXY), "w")
     tok = SourceToken.from_json(ok["token"], frozenset({SourceKind.PROXY}))
     assert tok.impersonated and tok.principal == "rehearsal@INVALID" and len(tok.session_key) == 32
     with pytest.raises(CredentialError) as e:
-        child.rehearsed("plan", functools.partial(rehearsal_result, SourceKind.CCACHE, True), "w")
+        fail = functools.partial(rehearsal_result, SourceKind.CCACHE, True)
+        child.rehearsed(_work, "plan", fail, "w")
     assert e.value.reason is Reason.NO_CREDENTIALS and e.value.trail[0].outcome == "failed"

@@ -180,8 +180,8 @@ def prepare(*, rehearse: bool = False) -> None:
     boundary.preload()
     if rehearse:
         boundary.rehearse()
-        child.rehearse(_REHEARSAL, partial(rehearsal_result, SourceKind.CCACHE, True))
-        child.rehearse(_REHEARSAL, partial(rehearsal_result, SourceKind.CCACHE))
+        child.rehearse(run, _REHEARSAL, partial(rehearsal_result, SourceKind.CCACHE, True))
+        child.rehearse(run, _REHEARSAL, partial(rehearsal_result, SourceKind.CCACHE))
     _prepared.append(True)
 
 

@@ -164,7 +164,7 @@ def prepare(socket: str | None = None, *, rehearse: bool = False) -> None:
         _interpose("", None)
         gssapi.raw.inquire_saslname_for_mech(gssapi.MechType.kerberos)
     if rehearse:
-        child.rehearse(_REHEARSAL, _rehearsal_result)
+        child.rehearse(run, _REHEARSAL, _rehearsal_result)
     _prepared.append(True)
 
 

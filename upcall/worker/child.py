@@ -64,22 +64,36 @@ def _report(fn: Callable[[], Result]) -> bytes:
     return data[: RESULT_MAX + 1]
 
 
-def rehearse(plan: object, fn: Callable[[], Result]) -> None:
-    """Worker, prepared, before its plan (a child.Ready): unpickle a plan like its own and
-    serialise fn()'s result like its own, for nothing. The first time a forked worker runs
+def rehearse(work: Callable[[Any], Result], plan: object, fn: Callable[[], Result]) -> None:
+    """Worker, prepared, before its plan (a child.Ready): unpickle `work` and a plan like its
+    own and serialise fn()'s result like its own, for nothing. The first time a forked worker runs
     this code it takes the copy-on-write faults of every page it writes to (refcounts,
     caches): ~0.4 ms under this hypervisor, then paid before anyone waits. Never raises;
     nothing is written anywhere."""
     with contextlib.suppress(Exception):
-        pickle.loads(pickle.dumps((rehearse, plan, False)))
+        _plan_of(_plan_message(work, plan, False))
     _report(fn)
 
 
-def rehearsed(plan: object, fn: Callable[[], Result], what: str) -> Result:
-    """Handler, rehearsing (handler._rehearse): pickle `plan` as give() would and parse
-    fn()'s result as a worker's: the same code and pages as a request's, nothing forked."""
-    pickle.dumps((rehearsed, plan, False))
+def rehearsed(
+    work: Callable[[Any], Result], plan: object, fn: Callable[[], Result], what: str
+) -> Result:
+    """Handler, rehearsing (handler._rehearse): pickle `work` and `plan` as give() would and
+    parse fn()'s result as a worker's: the same code and pages as a request's, nothing
+    forked."""
+    _plan_message(work, plan, False)
     return parse(_report(fn), what)
+
+
+def _plan_message(fn: Callable[[Any], Result], plan: object, gated: bool) -> bytes:
+    """Handler: what Ready.give sends its worker (see Ready: pickled, our own data only)."""
+    return pickle.dumps((fn, plan, gated))
+
+
+def _plan_of(msg: bytes) -> tuple[Callable[[Any], Result], Any, bool]:
+    """Prepared worker: _plan_message's (fn, plan, gated), from its own privileged parent."""
+    fn, plan, gated = pickle.loads(msg)
+    return fn, plan, gated
 
 
 def isolate(w: int, keep: tuple[int, ...] = ()) -> None:
@@ -356,7 +370,7 @@ class Ready:
         self.used = True
         self._gated = gated
         try:
-            msg = pickle.dumps((fn, plan, gated))
+            msg = _plan_message(fn, plan, gated)
             self._ctl.sendmsg([msg], fdpass.one(getattr(plan, "pidfd", -1)))
         except BaseException as e:
             self._gated = False
@@ -436,7 +450,7 @@ def _ready_worker(prepare: Callable[[], None], ctl: socket.socket, w: int) -> No
         if not msg:
             os._exit(0)  # the handler did not need us
         fds = fdpass.received(anc)
-        fn, plan, gated = pickle.loads(msg)  # from our own privileged parent: see Ready
+        fn, plan, gated = _plan_of(msg)  # from our own privileged parent: see Ready
         if gated:
             _gate.append(ctl)
         else:
@@ -447,7 +461,7 @@ def _ready_worker(prepare: Callable[[], None], ctl: socket.socket, w: int) -> No
         def body() -> Result:
             if failed is not None:
                 raise failed
-            return fn(plan)  # type: ignore[no-any-return]
+            return fn(plan)
 
         _answer(w, _report(body))
     finally:
